@@ -1,0 +1,62 @@
+/*
+ * lb_rr.c - round_robin: plain cyclic order over the usable servers.
+ *
+ * The state is one cursor: the index after the last pick. A pick scans from
+ * the cursor for the first usable server, so servers that are down or
+ * excluded are skipped without disturbing the cycle (a, b, c with b down
+ * gives a, c, a, c, and b rejoins in its place when it comes back).
+ * Weights are ignored; use weighted_round_robin for them.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "weir/lb.h"
+
+struct lb_rr {
+    size_t n;    /* set size at init */
+    size_t next; /* index the next scan starts from */
+};
+
+static void *lb_rr_init(const struct weir_server_set *set)
+{
+    struct lb_rr *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    st->n = set->n;
+    return st;
+}
+
+static struct weir_server *lb_rr_pick(void *state, const struct weir_server_set *set,
+                                      const struct weir_lb_ctx *ctx)
+{
+    struct lb_rr *st = state;
+    size_t n = set->n < st->n ? set->n : st->n;
+    size_t i, idx;
+
+    if (n == 0)
+        return NULL;
+    idx = st->next < n ? st->next : 0;
+    for (i = 0; i < n; i++) {
+        if (weir_lb_usable(set->v[idx], ctx)) {
+            st->next = idx + 1 < n ? idx + 1 : 0;
+            return set->v[idx];
+        }
+        idx = idx + 1 < n ? idx + 1 : 0;
+    }
+    return NULL;
+}
+
+static void lb_rr_destroy(void *state)
+{
+    free(state);
+}
+
+const struct weir_lb_ops weir_lb_round_robin = {
+    .name = "round_robin",
+    .init = lb_rr_init,
+    .pick = lb_rr_pick,
+    .release = NULL,
+    .server_changed = NULL,
+    .destroy = lb_rr_destroy,
+};

@@ -1,0 +1,247 @@
+/*
+ * main.c - command line, start-up, signals (stop, drain, reload).
+ *
+ * The main thread is weir's control thread: it owns the configuration
+ * lifecycle and its own event_base; workers run their own loops.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "weir/conf.h"
+#include "weir/log.h"
+#include "weir/runtime.h"
+#include "weir/worker.h"
+
+struct weir_main {
+    const char *conf_path;
+    struct event_base *base;
+    struct weir_worker *workers[WEIR_MAX_WORKERS];
+    int nworkers;
+    struct event *worker_done;
+    _Atomic int exited;
+    struct event *drain_timer;
+    int stopping;
+};
+
+static struct weir_main M;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: weir -c FILE      run with configuration FILE\n"
+               "       weir -t -c FILE   check FILE and exit (0 valid, 1 invalid)\n"
+               "       weir -v           print the version\n"
+               "       weir -h           this help\n"
+               "signals: TERM/INT stop gracefully, HUP reloads the configuration\n");
+}
+
+static void print_errors(FILE *f, const struct weir_conf_errors *errs, const char *prefix)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(f, "%s%s\n", prefix, errs->msgs[i]);
+}
+
+static void worker_exit_hook(struct weir_worker *w)
+{
+    atomic_fetch_add(&M.exited, 1);
+    event_active(M.worker_done, EV_TIMEOUT, 0);
+}
+
+static void worker_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    if (atomic_load(&M.exited) >= M.nworkers)
+        event_base_loopexit(M.base, NULL);
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    weir_log_warn("drain timeout passed: closing the remaining connections");
+    for (int i = 0; i < M.nworkers; i++)
+        weir_worker_command(M.workers[i], WEIR_WCMD_STOP);
+}
+
+static void stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    if (M.stopping) {
+        weir_log_warn("second signal %d: stopping now", (int)sig);
+        drain_timeout_cb(-1, 0, NULL);
+        return;
+    }
+    M.stopping = 1;
+    struct weir_rt *rt = weir_rt_current();
+    int drain_ms = rt->conf->timeouts.drain_ms;
+    weir_rt_release(rt);
+    weir_log_info("signal %d: stop accepting, finishing requests in flight (up to %d ms)", (int)sig, drain_ms);
+    for (int i = 0; i < M.nworkers; i++)
+        weir_worker_command(M.workers[i], WEIR_WCMD_DRAIN);
+    struct timeval tv = {drain_ms / 1000, (drain_ms % 1000) * 1000};
+    M.drain_timer = evtimer_new(M.base, drain_timeout_cb, NULL);
+    evtimer_add(M.drain_timer, &tv);
+}
+
+static int same_listens(const struct weir_conf *a, const struct weir_conf *b)
+{
+    if (a->nlistens != b->nlistens)
+        return 0;
+    for (size_t i = 0; i < a->nlistens; i++)
+        if (strcmp(a->listens[i].text, b->listens[i].text) != 0)
+            return 0;
+    return 1;
+}
+
+static void reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+    if (M.stopping)
+        return;
+    struct weir_conf_errors errs = {0};
+    struct weir_conf *conf = weir_conf_load(M.conf_path, &errs);
+    if (conf == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            weir_log_error("reload refused: %s", errs.msgs[i]);
+        weir_log_error("reload refused: %zu error(s), the running configuration stays", errs.n);
+        weir_conf_errors_free(&errs);
+        return;
+    }
+    struct weir_rt *old = weir_rt_current();
+    if (!same_listens(old->conf, conf))
+        weir_log_warn("reload: listen addresses changed; they take effect at the next restart");
+    if (conf->workers != M.nworkers)
+        weir_log_warn("reload: workers changed; it takes effect at the next restart");
+    struct weir_rt *rt = weir_rt_build(conf, old, M.nworkers);
+    weir_rt_release(old);
+    if (rt == NULL) {
+        weir_log_error("reload refused: out of memory");
+        weir_conf_free(conf);
+        return;
+    }
+    weir_log_set_level(conf->log.level);
+    if (weir_alog_open_target(conf->log.access) != 0)
+        weir_log_error("reload: cannot open the access log; keeping the previous one");
+    weir_rt_publish(rt);
+    weir_log_info("configuration reloaded from %s (%zu pools, %zu routes)", M.conf_path, conf->npools,
+                  conf->nroutes);
+}
+
+int main(int argc, char **argv)
+{
+    int check_only = 0, opt;
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"test", no_argument, NULL, 't'},
+                                             {"version", no_argument, NULL, 'v'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    while ((opt = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            M.conf_path = optarg;
+            break;
+        case 't':
+            check_only = 1;
+            break;
+        case 'v':
+            printf("weir %s (libevent %s)\n", PACKAGE_VERSION, event_get_version());
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (M.conf_path == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    struct weir_conf_errors errs = {0};
+    struct weir_conf *conf = weir_conf_load(M.conf_path, &errs);
+    if (conf == NULL) {
+        print_errors(stderr, &errs, "");
+        fprintf(stderr, "weir: %s: %zu error(s), not started\n", M.conf_path, errs.n);
+        weir_conf_errors_free(&errs);
+        return 1;
+    }
+    if (check_only) {
+        printf("weir: configuration %s is valid\n", M.conf_path);
+        weir_conf_free(conf);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() != 0 || weir_log_open(conf) != 0 || weir_alog_open_target(conf->log.access) != 0) {
+        weir_conf_free(conf);
+        return 1;
+    }
+    M.nworkers = conf->workers;
+    struct weir_rt *rt = weir_rt_build(conf, NULL, M.nworkers);
+    if (rt == NULL) {
+        weir_log_error("out of memory");
+        weir_conf_free(conf);
+        return 1;
+    }
+    weir_rt_publish(rt);
+
+    M.base = event_base_new();
+    M.worker_done = event_new(M.base, -1, 0, worker_done_cb, NULL);
+    int rc = 1, started = 0;
+    for (int i = 0; i < M.nworkers; i++) {
+        M.workers[i] = weir_worker_new(i, conf);
+        if (M.workers[i] == NULL) {
+            M.nworkers = i;
+            goto out;
+        }
+        M.workers[i]->on_exit = worker_exit_hook;
+    }
+    struct event *sigs[3] = {evsignal_new(M.base, SIGTERM, stop_cb, NULL),
+                             evsignal_new(M.base, SIGINT, stop_cb, NULL),
+                             evsignal_new(M.base, SIGHUP, reload_cb, NULL)};
+    for (int i = 0; i < 3; i++)
+        event_add(sigs[i], NULL);
+    for (int i = 0; i < M.nworkers; i++) {
+        if (weir_worker_start(M.workers[i]) != 0) {
+            weir_log_error("cannot start worker %d", i);
+            /* Workers already running must be stopped before exit. */
+            for (int j = 0; j < started; j++)
+                weir_worker_command(M.workers[j], WEIR_WCMD_STOP);
+            M.nworkers = started;
+            if (started > 0)
+                event_base_dispatch(M.base);
+            goto out_sigs;
+        }
+        started++;
+    }
+    char addrs[512] = "";
+    for (size_t i = 0; i < conf->nlistens; i++) {
+        size_t n = strlen(addrs);
+        snprintf(addrs + n, sizeof(addrs) - n, "%s%s", i ? ", " : "", conf->listens[i].text);
+    }
+    weir_log_info("weir %s started: %d worker(s), listening on %s", PACKAGE_VERSION, M.nworkers, addrs);
+
+    event_base_dispatch(M.base);
+    weir_log_info("weir stopped");
+    rc = 0;
+out_sigs:
+    for (int i = 0; i < 3; i++)
+        event_free(sigs[i]);
+out:
+    for (int i = 0; i < WEIR_MAX_WORKERS && M.workers[i] != NULL; i++) {
+        if (i < started)
+            pthread_join(M.workers[i]->thread, NULL);
+        weir_worker_free(M.workers[i]);
+    }
+    if (M.drain_timer != NULL)
+        event_free(M.drain_timer);
+    event_free(M.worker_done);
+    event_base_free(M.base);
+    weir_rt_publish(NULL); /* drop the last snapshot */
+    libevent_global_shutdown();
+    return rc;
+}

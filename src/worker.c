@@ -1,0 +1,216 @@
+/* worker.c - worker threads: event loop, listeners, snapshot refresh, drain. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "weir/log.h"
+#include "weir/session.h"
+#include "weir/upstream.h"
+#include "weir/worker.h"
+
+_Atomic long weir_client_conns;
+
+static void ms_tv(struct timeval *tv, int ms)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+static const struct timeval *common_tv(struct event_base *base, int ms)
+{
+    struct timeval tv;
+    ms_tv(&tv, ms);
+    const struct timeval *c = event_base_init_common_timeout(base, &tv);
+    return c != NULL ? c : NULL;
+}
+
+/* Timeouts come from the snapshot; libevent's common timeouts make each
+ * (re)arm O(1) for the thousands of connections sharing one duration. */
+static void refresh_timeouts(struct weir_worker *w)
+{
+    const struct weir_conf *c = w->rt->conf;
+    w->tv_idle = common_tv(w->base, c->timeouts.idle_ms);
+    w->tv_header = common_tv(w->base, c->timeouts.client_header_ms);
+    w->tv_body = common_tv(w->base, c->timeouts.client_body_ms);
+    w->tv_upstream = common_tv(w->base, c->timeouts.upstream_response_ms);
+    w->tv_connect = common_tv(w->base, c->timeouts.connect_ms);
+    w->tv_up_idle = common_tv(w->base, c->timeouts.upstream_idle_ms);
+}
+
+void weir_worker_sync_rt(struct weir_worker *w)
+{
+    unsigned gen = weir_rt_generation();
+    if (gen == w->rt_gen)
+        return;
+    struct weir_rt *rt = weir_rt_current();
+    if (rt == NULL)
+        return;
+    weir_rt_release(w->rt);
+    w->rt = rt;
+    w->rt_gen = rt->generation;
+    refresh_timeouts(w);
+}
+
+static void update_clock(struct weir_worker *w)
+{
+    time_t now = time(NULL);
+    if (now == w->clf_sec)
+        return;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(w->clf_time, sizeof(w->clf_time), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    strftime(w->iso_time, sizeof(w->iso_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    w->clf_sec = now;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    struct weir_worker *w = arg;
+    weir_worker_sync_rt(w);
+    weir_session_accept(w, fd, sa, salen);
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    evconnlistener_enable(arg);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    weir_log_error("accept: %s", evutil_socket_error_to_string(err));
+    /* Out of descriptors: pause this listener briefly instead of spinning. */
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        evconnlistener_disable(l);
+        struct timeval tv = {0, 100000};
+        event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, accept_resume_cb, l, &tv);
+    }
+}
+
+static void stop_listening(struct weir_worker *w)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i] != NULL)
+            evconnlistener_free(w->listeners[i]);
+        w->listeners[i] = NULL;
+    }
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct weir_worker *w = arg;
+    update_clock(w);
+    weir_alog_flush(&w->alog);
+    weir_worker_sync_rt(w);
+    if (w->draining && w->nsessions == 0) {
+        weir_up_close_all_idle(w);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct weir_worker *w = arg;
+    int cmd = atomic_load(&w->cmd);
+    if (cmd >= WEIR_WCMD_DRAIN && !w->draining) {
+        w->draining = 1;
+        stop_listening(w);
+        weir_session_drain_all(w);
+        weir_up_close_all_idle(w);
+    }
+    if (cmd == WEIR_WCMD_STOP) {
+        weir_session_abort_all(w);
+        weir_up_close_all_idle(w);
+    }
+    tick_cb(fd, what, arg);
+}
+
+struct weir_worker *weir_worker_new(int id, const struct weir_conf *conf)
+{
+    struct weir_worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->id = id;
+    TAILQ_INIT(&w->sessions);
+    TAILQ_INIT(&w->idle_all);
+    w->base = event_base_new();
+    if (w->base == NULL)
+        goto err;
+    w->rt = weir_rt_current();
+    w->rt_gen = w->rt->generation;
+    refresh_timeouts(w);
+    w->listeners = calloc(conf->nlistens, sizeof(*w->listeners));
+    if (w->listeners == NULL)
+        goto err;
+    for (size_t i = 0; i < conf->nlistens; i++) {
+        const struct weir_conf_addr *a = &conf->listens[i];
+        w->listeners[i] = evconnlistener_new_bind(
+            w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 4096,
+            (const struct sockaddr *)&a->ss, (int)a->len);
+        if (w->listeners[i] == NULL) {
+            weir_log_error("%s:%d: cannot listen on %s: %s", conf->file, a->line, a->text, strerror(errno));
+            goto err;
+        }
+        w->nlisteners++;
+        evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
+    }
+    w->notify = event_new(w->base, -1, 0, notify_cb, w);
+    w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
+    if (w->notify == NULL || w->tick == NULL)
+        goto err;
+    struct timeval tv = {0, 100000};
+    event_add(w->tick, &tv);
+    w->rid_salt = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL) ^ ((uint32_t)id << 24);
+    update_clock(w);
+    return w;
+err:
+    weir_worker_free(w);
+    return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    struct weir_worker *w = arg;
+    event_base_dispatch(w->base);
+    weir_session_abort_all(w);
+    weir_up_close_all_idle(w);
+    weir_alog_flush(&w->alog);
+    if (w->on_exit != NULL)
+        w->on_exit(w);
+    return NULL;
+}
+
+int weir_worker_start(struct weir_worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void weir_worker_command(struct weir_worker *w, int cmd)
+{
+    atomic_store(&w->cmd, cmd);
+    event_active(w->notify, EV_TIMEOUT, 0);
+}
+
+void weir_worker_free(struct weir_worker *w)
+{
+    if (w == NULL)
+        return;
+    stop_listening(w);
+    free(w->listeners);
+    if (w->notify != NULL)
+        event_free(w->notify);
+    if (w->tick != NULL)
+        event_free(w->tick);
+    if (w->base != NULL)
+        event_base_free(w->base);
+    weir_rt_release(w->rt);
+    free(w);
+}
