@@ -16,8 +16,10 @@
 #include <event2/thread.h>
 
 #include "weir/conf.h"
+#include "weir/health.h"
 #include "weir/log.h"
 #include "weir/runtime.h"
+#include "weir/stats.h"
 #include "weir/worker.h"
 
 struct weir_main {
@@ -125,6 +127,7 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     if (weir_alog_open_target(conf->log.access) != 0)
         weir_log_error("reload: cannot open the access log; keeping the previous one");
     weir_rt_publish(rt);
+    weir_health_sync(rt);
     weir_log_info("configuration reloaded from %s (%zu pools, %zu routes)", M.conf_path, conf->npools,
                   conf->nroutes);
 }
@@ -181,6 +184,10 @@ int main(int argc, char **argv)
         return 1;
     }
     M.nworkers = conf->workers;
+    if (weir_stats_init(M.nworkers) != 0) {
+        weir_conf_free(conf);
+        return 1;
+    }
     struct weir_rt *rt = weir_rt_build(conf, NULL, M.nworkers);
     if (rt == NULL) {
         weir_log_error("out of memory");
@@ -190,6 +197,11 @@ int main(int argc, char **argv)
     weir_rt_publish(rt);
 
     M.base = event_base_new();
+    if (M.base == NULL || weir_health_start(M.base) != 0) {
+        weir_log_error("cannot start the control thread's event loop");
+        return 1;
+    }
+    weir_health_sync(rt);
     M.worker_done = event_new(M.base, -1, 0, worker_done_cb, NULL);
     int rc = 1, started = 0;
     for (int i = 0; i < M.nworkers; i++) {
@@ -241,7 +253,9 @@ out:
         event_free(M.drain_timer);
     event_free(M.worker_done);
     event_base_free(M.base);
+    weir_health_stop();
     weir_rt_publish(NULL); /* drop the last snapshot */
+    weir_stats_shutdown();
     libevent_global_shutdown();
     return rc;
 }

@@ -2,11 +2,13 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "weir/log.h"
 #include "weir/runtime.h"
+#include "weir/stats.h"
 
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct weir_rt *current;
@@ -43,6 +45,7 @@ static int pool_build(struct weir_pool *p, const struct weir_conf_pool *cp, cons
     p->conf = cp;
     p->name = cp->name;
     p->lb = weir_lb_find(cp->policy);
+    p->stats = weir_stats_get(WEIR_STATS_POOL, cp->name);
     if (p->lb == NULL)
         return -1;
     p->set.v = calloc(cp->nservers ? cp->nservers : 1, sizeof(*p->set.v));
@@ -58,6 +61,9 @@ static int pool_build(struct weir_pool *p, const struct weir_conf_pool *cp, cons
             s = weir_server_new(cs->addr.text, (const struct sockaddr *)&cs->addr.ss, cs->addr.len, cs->weight);
             if (s == NULL)
                 return -1;
+            char key[512];
+            snprintf(key, sizeof(key), "%s/%s", cp->name, cs->addr.text);
+            s->stats = weir_stats_get(WEIR_STATS_SERVER, key);
         }
         p->set.v[p->set.n++] = s;
     }
@@ -101,6 +107,9 @@ struct weir_rt *weir_rt_build(struct weir_conf *conf, const struct weir_rt *prev
         r->prefix = cr->path_prefix;
         r->prefix_len = strlen(cr->path_prefix);
         r->pool = &rt->pools[cr->pool];
+        char key[1024];
+        snprintf(key, sizeof(key), "%s %s", cr->host, cr->path_prefix);
+        r->stats = weir_stats_get(WEIR_STATS_ROUTE, key);
         rt->nroutes++;
     }
     rt->conf = conf;

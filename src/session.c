@@ -19,10 +19,12 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "weir/health.h"
 #include "weir/http_parse.h"
 #include "weir/log.h"
 #include "weir/runtime.h"
 #include "weir/session.h"
+#include "weir/stats.h"
 #include "weir/upstream.h"
 #include "weir/worker.h"
 
@@ -63,6 +65,7 @@ struct weir_session {
     /* the current request */
     struct weir_rt *rt; /* retained for the exchange */
     struct weir_pool *pool;
+    const struct weir_route *route;
     int method_id;
     int version; /* 10 or 11 */
     int idempotent;
@@ -102,6 +105,8 @@ struct weir_session {
     int resp_paused;    /* upstream reading stopped by backpressure */
     size_t resp_scan_pos;
     uint64_t bytes_out;
+    uint64_t bytes_in;
+    int gauge; /* the client gauge this session is counted in, or -1 */
 };
 
 static const char *reason_phrase(int status)
@@ -217,9 +222,40 @@ static void drop_upstream(struct weir_session *s)
 {
     if (s->up != NULL) {
         weir_up_close(s->up);
+        weir_stats_gauge_add(s->w->id, WEIR_G_UP_ACTIVE, -1);
         s->up = NULL;
     }
     s->up_ready = 0;
+}
+
+static void set_gauge(struct weir_session *s, int g)
+{
+    if (s->gauge == g)
+        return;
+    if (s->gauge >= 0)
+        weir_stats_gauge_add(s->w->id, s->gauge, -1);
+    if (g >= 0)
+        weir_stats_gauge_add(s->w->id, g, 1);
+    s->gauge = g;
+}
+
+/* Tell passive health and the error counters how an exchange with the
+ * current server went. */
+static void note_outcome(struct weir_session *s, int outcome)
+{
+    static const int uperr[] = {[WEIR_OUTCOME_OK] = WEIR_UPERR_NONE,
+                                [WEIR_OUTCOME_CONNECT] = WEIR_UPERR_CONNECT,
+                                [WEIR_OUTCOME_RESET] = WEIR_UPERR_RESET,
+                                [WEIR_OUTCOME_TIMEOUT] = WEIR_UPERR_TIMEOUT,
+                                [WEIR_OUTCOME_5XX] = WEIR_UPERR_5XX};
+    if (s->server == NULL || s->pool == NULL)
+        return;
+    weir_health_report(s->pool, s->server, outcome);
+    if (outcome != WEIR_OUTCOME_OK) {
+        weir_stats_upstream_error(s->server->stats, s->w->id, uperr[outcome]);
+        weir_stats_upstream_error(s->pool->stats, s->w->id, uperr[outcome]);
+        weir_stats_upstream_error(weir_stats_global(), s->w->id, uperr[outcome]);
+    }
 }
 
 /* Forget the finished exchange; keep per-connection state. */
@@ -232,6 +268,8 @@ static void reset_exchange(struct weir_session *s)
         s->rt = NULL;
     }
     s->pool = NULL;
+    s->route = NULL;
+    s->bytes_in = 0;
     s->ntried = 0;
     s->fresh_retry = 0;
     s->req_done = s->req_consumed = s->req_paused = 0;
@@ -251,6 +289,7 @@ static void session_free(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
     reset_exchange(s);
+    set_gauge(s, -1);
     bufferevent_free(s->cbev);
     if (s->hdr_timer != NULL)
         event_free(s->hdr_timer);
@@ -283,12 +322,34 @@ static const char *lf_get(const struct weir_session *s, int idx, size_t *n)
     return *n ? s->lf + s->lf_off[idx] : "";
 }
 
+static void record_stats(struct weir_session *s, uint64_t now)
+{
+    struct weir_stats_sample smp = {
+        .status = s->status,
+        .ttfb_us = s->t_first && s->t_up ? s->t_first - s->t_up : 0,
+        .total_us = now - s->t_start,
+        .bytes_in = s->bytes_in,
+        .bytes_out = s->bytes_out,
+        .retries = s->ntried > 1 ? s->ntried - 1 : 0,
+    };
+    int id = s->w->id;
+    weir_stats_record(weir_stats_global(), id, &smp);
+    if (s->pool != NULL)
+        weir_stats_record(s->pool->stats, id, &smp);
+    if (s->route != NULL)
+        weir_stats_record(s->route->stats, id, &smp);
+    if (s->ntried > 0)
+        weir_stats_record(s->tried[s->ntried - 1]->stats, id, &smp);
+}
+
+/* Account one finished exchange: statistics and the access log line. */
 static void log_request(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
+    uint64_t now = weir_now_us();
+    record_stats(s, now);
     if (weir_alog_fd() < 0)
         return;
-    uint64_t now = weir_now_us();
     double rt_s = (double)(now - s->t_start) / 1e6;
     double ut_s = s->t_first && s->t_up ? (double)(s->t_first - s->t_up) / 1e6 : -1;
     const char *up = s->tried[0] != NULL && s->ntried > 0 ? s->tried[s->ntried - 1]->address : "-";
@@ -367,6 +428,7 @@ static int finish_exchange(struct weir_session *s)
         return 0;
     }
     s->state = S_IDLE;
+    set_gauge(s, WEIR_G_CLIENT_IDLE);
     arm_idle(s);
     bufferevent_enable(s->cbev, EV_READ);
     if (!s->in_head_loop && evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
@@ -582,6 +644,7 @@ static int dispatch(struct weir_session *s, struct weir_http_msg *m)
         event_del(s->hdr_timer);
     s->scan_pos = 0;
     s->nreq++;
+    s->bytes_in = m->head_len;
     weir_worker_sync_rt(w);
     s->rt = w->rt;
     weir_rt_retain(s->rt);
@@ -643,6 +706,7 @@ static int dispatch(struct weir_session *s, struct weir_http_msg *m)
         return send_local(s, 404, "no route for this host and path", !s->req_done);
     }
     s->pool = route->pool;
+    s->route = route;
     s->upgrade = (m->flags & WEIR_HTTP_F_UPGRADE) != 0;
     s->hash = hash_key(s, m);
     if (build_upstream_head(s, m, hraw, hraw_len) != 0) {
@@ -668,6 +732,7 @@ static void process_heads(struct weir_session *s)
             break;
         if (s->state == S_IDLE) {
             s->state = S_HEAD;
+            set_gauge(s, WEIR_G_CLIENT_ACTIVE);
             s->t_start = weir_now_us();
             if (s->hdr_timer == NULL)
                 s->hdr_timer = evtimer_new(w->base, hdr_timeout_cb, s);
@@ -728,6 +793,12 @@ static int choose_and_connect(struct weir_session *s)
             return fail_upstream(s, 502, "no server could take the request");
         struct weir_lb_ctx ctx = {.hash = s->hash, .exclude = s->tried, .nexclude = (size_t)s->ntried};
         struct weir_server *srv = pool->lb->pick(pool->lb_state[w->id], &pool->set, &ctx);
+        if (srv == NULL && pool->conf->panic && weir_health_pool_all_down(pool)) {
+            /* Every server is down by checks: sending to all of them beats
+             * failing everything (panic mode, logged by the health module). */
+            ctx.ignore_health = 1;
+            srv = pool->lb->pick(pool->lb_state[w->id], &pool->set, &ctx);
+        }
         if (srv == NULL) {
             if (s->ntried == 0)
                 return fail_upstream(s, 503, "no server available");
@@ -741,6 +812,7 @@ static int choose_and_connect(struct weir_session *s)
             c = weir_up_take_idle(w, srv, s->idempotent ? 0 : NONIDEM_MAX_IDLE_US);
         if (c != NULL) {
             s->up = c;
+            weir_stats_gauge_add(w->id, WEIR_G_UP_ACTIVE, 1);
             s->up_reused = 1;
             bufferevent_setcb(c->bev, up_read_cb, up_write_cb, up_event_cb, s);
             on_upstream_ready(s);
@@ -749,6 +821,7 @@ static int choose_and_connect(struct weir_session *s)
         c = weir_up_connect(w, srv, up_read_cb, up_write_cb, up_event_cb, s);
         if (c != NULL) {
             s->up = c;
+            weir_stats_gauge_add(w->id, WEIR_G_UP_ACTIVE, 1);
             s->up_reused = 0;
             return 0;
         }
@@ -807,6 +880,7 @@ static int pump_request_body(struct weir_session *s)
         if (s->req_body == WEIR_BODY_LENGTH) {
             size_t n = avail < s->req_left ? avail : (size_t)s->req_left;
             evbuffer_remove_buffer(in, out, n);
+            s->bytes_in += n;
             s->req_left -= n;
             s->req_consumed = 1;
             if (s->req_left == 0)
@@ -833,6 +907,7 @@ static int pump_request_body(struct weir_session *s)
                 return fail_upstream(s, 400, "malformed chunked body");
             }
             evbuffer_remove_buffer(in, out, total);
+            s->bytes_in += total;
             s->req_consumed = 1;
             if (rc == WEIR_OK)
                 s->req_done = 1;
@@ -926,6 +1001,7 @@ static int process_response_head(struct weir_session *s)
         if (rc != WEIR_OK) {
             weir_log_warn("pool %s server %s: invalid response: %s", s->pool->name, s->server->address,
                           m->error ? m->error : "malformed");
+            note_outcome(s, WEIR_OUTCOME_RESET);
             return fail_upstream(s, 502, "invalid response from server");
         }
         s->resp_scan_pos = 0;
@@ -939,6 +1015,7 @@ static int process_response_head(struct weir_session *s)
         if (s->t_first == 0)
             s->t_first = weir_now_us();
         s->status = m->status;
+        note_outcome(s, m->status >= 500 ? WEIR_OUTCOME_5XX : WEIR_OUTCOME_OK);
         if (m->status == 101) {
             if (!s->upgrade) {
                 weir_log_warn("pool %s server %s: 101 without an upgrade request", s->pool->name,
@@ -980,6 +1057,7 @@ static int response_done(struct weir_session *s, int reusable)
     struct weir_upconn *c = s->up;
     if (c != NULL && reusable && s->resp_keepalive && s->req_done && s->resp_body != WEIR_BODY_EOF) {
         s->up = NULL;
+        weir_stats_gauge_add(s->w->id, WEIR_G_UP_ACTIVE, -1);
         weir_up_release_idle(c, (size_t)s->rt->conf->limits.upstream_idle_per_server);
     }
     return finish_exchange(s);
@@ -1188,6 +1266,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         }
         weir_log_warn("pool %s server %s: response cut short (%s)", s->pool->name,
                       s->tried[s->ntried - 1]->address, timeout ? "timeout" : "connection lost");
+        note_outcome(s, timeout ? WEIR_OUTCOME_TIMEOUT : WEIR_OUTCOME_RESET);
         log_request(s);
         session_free(s);
         return;
@@ -1199,6 +1278,11 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
     if (!s->up_ready || !s->resp_started)
         weir_log_warn("pool %s server %s: %s%s%s", s->pool->name, srv->address, why,
                       err && !timeout ? ": " : "", err && !timeout ? evutil_socket_error_to_string(err) : "");
+    int stale = s->up_reused && !s->fresh_retry && !s->resp_started && !timeout;
+    /* A kept-alive connection the server closed while idle is not the
+     * server's fault: no passive-health failure for it. */
+    if (!stale)
+        note_outcome(s, !s->up_ready ? WEIR_OUTCOME_CONNECT : timeout ? WEIR_OUTCOME_TIMEOUT : WEIR_OUTCOME_RESET);
     if (s->up_ready && timeout) {
         /* The server had the request: it may be acting on it. */
         fail_upstream(s, 504, "the server did not answer in time");
@@ -1216,7 +1300,6 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         fail_upstream(s, 502, "the server failed before answering");
         return;
     }
-    int stale = s->up_reused && !s->fresh_retry;
     release_server(s);
     drop_upstream(s);
     if (stale) {
@@ -1257,6 +1340,8 @@ void weir_session_accept(struct weir_worker *w, evutil_socket_t fd, const struct
         strcpy(s->peer, "unix");
     s->peer_len = strlen(s->peer);
     s->state = S_IDLE;
+    s->gauge = -1;
+    set_gauge(s, WEIR_G_CLIENT_IDLE);
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
     w->nsessions++;
     bufferevent_setcb(s->cbev, client_read_cb, client_write_cb, client_event_cb, s);

@@ -9,6 +9,7 @@
 #include <event2/bufferevent.h>
 
 #include "weir/log.h"
+#include "weir/stats.h"
 #include "weir/upstream.h"
 #include "weir/worker.h"
 
@@ -31,6 +32,7 @@ static void unlink_idle(struct weir_upconn *c)
     TAILQ_REMOVE(&si->list, c, srv_link);
     si->n--;
     TAILQ_REMOVE(&c->w->idle_all, c, all_link);
+    weir_stats_gauge_add(c->w->id, WEIR_G_UP_IDLE, -1);
 }
 
 void weir_up_close(struct weir_upconn *c)
@@ -112,6 +114,7 @@ void weir_up_release_idle(struct weir_upconn *c, size_t max_idle)
     TAILQ_INSERT_HEAD(&si->list, c, srv_link);
     si->n++;
     TAILQ_INSERT_HEAD(&w->idle_all, c, all_link);
+    weir_stats_gauge_add(w->id, WEIR_G_UP_IDLE, 1);
 }
 
 void weir_up_close_all_idle(struct weir_worker *w)

@@ -27,7 +27,7 @@ struct weir_pool {
     const struct weir_lb_ops *lb;
     struct weir_server_set set;           /* retained servers */
     void *lb_state[WEIR_MAX_WORKERS];     /* one per worker, [0..nworkers) */
-    void *stats;                          /* owned by the stats module (later) */
+    void *stats;                          /* struct weir_stats of this pool (registry-owned) */
 };
 
 enum weir_route_host { WEIR_ROUTE_ANY = 0, WEIR_ROUTE_EXACT, WEIR_ROUTE_SUFFIX };
@@ -39,6 +39,7 @@ struct weir_route {
     const char *prefix;
     size_t prefix_len;
     struct weir_pool *pool;
+    void *stats; /* struct weir_stats of this route */
 };
 
 struct weir_rt {

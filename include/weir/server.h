@@ -42,6 +42,14 @@ struct weir_server {
     _Atomic long active;          /* requests in flight, all workers */
     _Atomic unsigned refcnt;
 
+    /* Health (health.c): admin and health states combine into `state`;
+     * the passive counters are updated by workers lock-free. */
+    _Atomic int admin_state;           /* enum weir_admin_state */
+    _Atomic int health_state;          /* WEIR_SRV_UP, DOWN or EJECTED */
+    _Atomic int passive_fails;         /* consecutive failed exchanges */
+    _Atomic long long eject_until_ms;  /* monotonic ms when an ejection ends */
+    _Atomic int ejections;             /* times ejected (eject time grows with it) */
+
     /* Per-worker data, each slot touched only by its worker thread. */
     struct weir_server_idle *idle[WEIR_MAX_WORKERS];
 
