@@ -57,7 +57,7 @@ struct weir_session {
     int state;
     int close_after;  /* close the client connection after this exchange */
     int in_head_loop; /* process_heads() is on the stack */
-    size_t scan_pos;  /* request head resume point */
+    size_t scan_pos, scan_lines; /* request head resume point */
     char peer[INET6_ADDRSTRLEN];
     size_t peer_len;
     unsigned nreq;
@@ -103,7 +103,7 @@ struct weir_session {
     int dechunk;        /* HTTP/1.0 client: strip chunked coding */
     int resp_started;   /* a response byte arrived from upstream */
     int resp_paused;    /* upstream reading stopped by backpressure */
-    size_t resp_scan_pos;
+    size_t resp_scan_pos, resp_scan_lines;
     uint64_t bytes_out;
     uint64_t bytes_in;
     int gauge; /* the client gauge this session is counted in, or -1 */
@@ -274,7 +274,7 @@ static void reset_exchange(struct weir_session *s)
     s->fresh_retry = 0;
     s->req_done = s->req_consumed = s->req_paused = 0;
     s->resp_started = s->resp_paused = 0;
-    s->resp_scan_pos = 0;
+    s->resp_scan_pos = s->resp_scan_lines = 0;
     s->status = 0;
     s->bytes_out = 0;
     s->upgrade = 0;
@@ -642,7 +642,7 @@ static int dispatch(struct weir_session *s, struct weir_http_msg *m)
     struct evbuffer *in = bufferevent_get_input(s->cbev);
     if (s->hdr_timer != NULL)
         event_del(s->hdr_timer);
-    s->scan_pos = 0;
+    s->scan_pos = s->scan_lines = 0;
     s->nreq++;
     s->bytes_in = m->head_len;
     weir_worker_sync_rt(w);
@@ -743,12 +743,15 @@ static void process_heads(struct weir_session *s)
         size_t cap = (max_head > WEIR_HTTP_MAX_REQUEST_LINE ? max_head : WEIR_HTTP_MAX_REQUEST_LINE) + 4;
         size_t want = len < cap ? len : cap;
         const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
+        /* The parser clears its outputs itself; only the resume point is
+         * carried between reads (no 5 KiB memset per parse). */
         struct weir_http_msg *m = &w->msg;
-        weir_http_msg_reset(m);
         m->scan_pos = s->scan_pos;
+        m->scan_lines = s->scan_lines;
         int rc = weir_http_parse_request(p, want, max_head, m);
         if (rc == WEIR_AGAIN) {
             s->scan_pos = m->scan_pos;
+            s->scan_lines = m->scan_lines;
             break;
         }
         if (rc != WEIR_OK) {
@@ -991,11 +994,12 @@ static int process_response_head(struct weir_session *s)
         size_t want = len < cap ? len : cap;
         const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
         struct weir_http_msg *m = &w->msg;
-        weir_http_msg_reset(m);
         m->scan_pos = s->resp_scan_pos;
+        m->scan_lines = s->resp_scan_lines;
         int rc = weir_http_parse_response(p, want, max_head, s->method_id, m);
         if (rc == WEIR_AGAIN) {
             s->resp_scan_pos = m->scan_pos;
+            s->resp_scan_lines = m->scan_lines;
             return 0;
         }
         if (rc != WEIR_OK) {
@@ -1004,7 +1008,7 @@ static int process_response_head(struct weir_session *s)
             note_outcome(s, WEIR_OUTCOME_RESET);
             return fail_upstream(s, 502, "invalid response from server");
         }
-        s->resp_scan_pos = 0;
+        s->resp_scan_pos = s->resp_scan_lines = 0;
         if (m->status < 200 && m->status != 101) {
             /* Interim responses go to HTTP/1.1 clients only. */
             if (s->version == 11)
