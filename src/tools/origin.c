@@ -1,0 +1,1912 @@
+#include "config.h"
+
+/*
+ * origin.c - weir-origin, the demo and test origin server.
+ *
+ * A small HTTP/1.1 server on libevent bufferevents, written independently of
+ * weir's own parser so that end-to-end tests compare two implementations. The
+ * quick start, every end-to-end test and the benchmark use it, so the common
+ * path (small GET, keep-alive) costs one search, one copy of the head, one
+ * parse and one evbuffer_add per request, and prints nothing unless --verbose.
+ *
+ * Per connection a state machine (enum conn_state) answers pipelined requests
+ * in order: the next head is parsed only once the current response is fully
+ * queued. Request bodies (Content-Length or chunked with trailers) are
+ * decoded, counted and checksummed (FNV-1a 64) as they stream, then dropped.
+ * Sized response bodies are generated only while the output buffer is below
+ * ORIGIN_OUT_HIGH, by reference to a static pattern, so 1 GiB costs little
+ * memory. WebSocket framing lives in origin_ws.c.
+ *
+ * Threads (--threads N): one event_base and one SO_REUSEPORT listener per
+ * worker; a connection never leaves its worker. Settings changed by
+ * /_ctl/set are atomics (numbers) or guarded by a mutex (strings); counters
+ * are atomics.
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <event2/util.h>
+
+#define ORIGIN_HEAD_MAX     (64 * 1024)  /* request head limit (431 beyond) */
+#define ORIGIN_HEADERS_MAX  128          /* header fields per request (431 beyond) */
+#define ORIGIN_LINE_MAX     4096         /* chunk-size / trailer line limit */
+#define ORIGIN_TRAILER_MAX  (64 * 1024)  /* whole trailer section limit */
+#define ORIGIN_IN_HIGH      (256 * 1024) /* stop reading above this much unparsed input */
+#define ORIGIN_OUT_HIGH     (256 * 1024) /* stop generating above this much unsent output */
+#define ORIGIN_OUT_LOW      (64 * 1024)  /* the write callback fires at or below this */
+#define ORIGIN_SPAN         (64 * 1024)  /* body bytes per evbuffer_add_reference */
+#define ORIGIN_CHUNK        (16 * 1024)  /* chunk size of chunked responses */
+#define ORIGIN_PATTERN_LEN  64           /* period of the generated body */
+#define ORIGIN_NAME_MAX     256
+#define ORIGIN_CC_MAX       512
+#define ORIGIN_HBODY_MAX    256
+#define ORIGIN_IDLE_SEC     60 /* idle keep-alive and stalled-write timeout */
+#define ORIGIN_LINGER_SEC   2  /* wait for the peer's FIN after our last response */
+#define ORIGIN_SLOW_TICK_MS 10
+#define ORIGIN_MS_MAX       3600000
+#define ORIGIN_SIZE_MAX     (1ULL << 40)
+#define ORIGIN_THREADS_MAX  64
+#define ORIGIN_HEAD_BUF     4096 /* response head scratch buffer */
+
+#define ORIGIN_OK    0
+#define ORIGIN_AGAIN (-1) /* more input needed; positive returns are HTTP error statuses */
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME  0x100000001b3ULL
+
+#define LOAD(x)      atomic_load_explicit(&(x), memory_order_relaxed)
+#define STORE(x, v)  atomic_store_explicit(&(x), (v), memory_order_relaxed)
+#define INC(x)       atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
+#define DEC(x)       atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#define NAME_IS(n, len, lit) ((len) == sizeof(lit) - 1 && strncasecmp((n), (lit), sizeof(lit) - 1) == 0)
+
+/* origin_ws.c: WebSocket echo between two evbuffers (declared there too). */
+struct origin_ws;
+struct origin_ws *origin_ws_new(void);
+void origin_ws_free(struct origin_ws *ws);
+int origin_ws_accept(const char *key, size_t len, char out[29]);
+int origin_ws_echo(struct origin_ws *ws, struct evbuffer *in, struct evbuffer *out, size_t out_high);
+#define ORIGIN_WS_CLOSE 1 /* a close frame was queued: close once out is written */
+
+static const char PATTERN64[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+\n";
+static const char HEXD[] = "0123456789abcdef";
+
+/* Process-wide settings. The numbers may change at run time (/_ctl/set) on
+ * any worker, hence atomics; the strings are guarded by lock. */
+struct origin_settings {
+    char name[ORIGIN_NAME_MAX + 1];
+    size_t name_len;
+    const char *listen;
+    int threads;
+    bool verbose;
+    bool tcp;
+    atomic_int delay_ms, jitter_ms, fail_pct, fail_status, health_status, health_hang, chunked;
+    atomic_llong body_size; /* -1: the body is "NAME METHOD PATH\n" */
+    atomic_int has_cc;      /* cache_control is not empty (read without the lock) */
+    pthread_mutex_t lock;   /* guards cache_control, health_body */
+    char cache_control[ORIGIN_CC_MAX + 1];
+    char health_body[ORIGIN_HBODY_MAX + 1];
+};
+
+struct origin_stats {
+    atomic_llong accepted, open;
+    atomic_llong requests; /* everything but /_ctl/ and /health */
+    atomic_llong health;   /* /health */
+};
+
+/* Raw head of the last request of a kind (/_ctl/last, /_ctl/last_health). */
+struct origin_last {
+    char *buf;
+    size_t len, cap;
+};
+
+static struct origin_settings g = {
+    .threads = 1,
+    .fail_status = 500,
+    .health_status = 200,
+    .body_size = -1,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .health_body = "ok\n",
+};
+static struct origin_stats g_stats;
+static pthread_mutex_t g_last_lock = PTHREAD_MUTEX_INITIALIZER; /* guards g_last, g_last_health */
+static struct origin_last g_last, g_last_health;
+static unsigned char g_tchar[256]; /* RFC 9110 tchar */
+static char g_pattern[ORIGIN_SPAN + ORIGIN_PATTERN_LEN];
+
+/* Integer settings by name: "--delay-ms N" on the command line, "delay_ms=N"
+ * in /_ctl/set. */
+static const struct {
+    const char *key;
+    atomic_int *var;
+    int min, max;
+} g_int_settings[] = {
+    {"delay_ms", &g.delay_ms, 0, ORIGIN_MS_MAX},
+    {"jitter_ms", &g.jitter_ms, 0, ORIGIN_MS_MAX},
+    {"fail_pct", &g.fail_pct, 0, 100},
+    {"fail_status", &g.fail_status, 200, 599},
+    {"health_status", &g.health_status, 200, 599},
+    {"health_hang", &g.health_hang, 0, 1},
+    {"chunked", &g.chunked, 0, 1},
+};
+
+struct conn;
+
+struct worker {
+    struct event_base *base;
+    struct evconnlistener *listener;
+    const struct timeval *idle_tv, *linger_tv; /* common timeouts */
+    struct conn *conns;                        /* every open connection, freed at exit */
+    uint64_t rng;
+    time_t date_sec;
+    char date[64];
+    size_t date_len;
+    pthread_t thread;
+};
+
+enum conn_state {
+    ST_HEAD,    /* waiting for / parsing a request head */
+    ST_BODY,    /* reading and discarding the request body */
+    ST_DELAY,   /* body read, response timer pending */
+    ST_SEND,    /* generating a sized body under backpressure */
+    ST_SLOW,    /* /slow: the timer trickles the body */
+    ST_HANG,    /* /health while health_hang=1: never answers */
+    ST_WS,      /* WebSocket echo after 101 */
+    ST_CLOSING, /* last response queued, waiting for the output to drain */
+    ST_LINGER   /* write side shut down, discarding input until EOF */
+};
+
+enum body_state { B_NONE, B_LENGTH, B_CHUNK_SIZE, B_CHUNK_DATA, B_CHUNK_CRLF, B_TRAILER };
+
+/* Routes; everything from R_CTL_STATS on is a control endpoint. */
+enum route {
+    R_DEFAULT,
+    R_ECHO,
+    R_HEALTH,
+    R_WS,
+    R_SLOW,
+    R_RESET,
+    R_CTL_STATS,
+    R_CTL_RESET,
+    R_CTL_SET,
+    R_CTL_LAST,
+    R_CTL_LAST_HEALTH,
+    R_CTL_UNKNOWN
+};
+
+enum { RB_NONE, RB_LENGTH, RB_CHUNKED }; /* response framing */
+
+struct hdr {
+    uint32_t name, name_len, value, value_len; /* offsets into conn.head */
+};
+
+/* One request. Pointers point into conn.head, valid until the next head. */
+struct req {
+    const char *method, *target, *path, *query;
+    size_t method_len, target_len, path_len, query_len;
+    int minor; /* HTTP/1.minor */
+    enum route route;
+    unsigned nhdrs, host_count, ws_key_count;
+    bool is_head, keepalive;
+    bool conn_close, conn_keepalive, conn_upgrade, upgrade_ws;
+    bool has_cl, has_te, te_chunked, te_other;
+    bool expect_continue, expect_other;
+    uint64_t content_length;
+    const char *ws_key, *ws_version;
+    size_t ws_key_len, ws_version_len;
+    /* query overrides, -1 when absent */
+    int delay_ms, jitter_ms, status, fail_pct, chunked, trailer;
+    long long size;
+    bool expect417;
+    bool has_cc; /* cc= given (possibly empty); the value is in conn.cc */
+    size_t cc_len;
+    uint64_t body_bytes, body_fnv;
+};
+
+struct conn {
+    struct conn *prev, *next;
+    struct worker *w;
+    struct bufferevent *bev;
+    struct event timer; /* delay and /slow ticks */
+    enum conn_state state;
+    bool eof;  /* the peer will send nothing more */
+    bool dead; /* free at the end of the current callback */
+    enum body_state bstate;
+    uint64_t body_left;
+    size_t trailer_bytes;
+    struct req req;
+    uint64_t out_left, out_off; /* generated body: bytes to go, pattern offset */
+    bool out_chunked, out_trailer;
+    uint64_t slow_total;
+    unsigned slow_tick, slow_ticks, slow_interval_ms;
+    struct origin_ws *ws;
+    char *head; /* copy of the current request head */
+    size_t head_len, head_cap;
+    struct hdr hdrs[ORIGIN_HEADERS_MAX];
+    char cc[ORIGIN_CC_MAX + 1];
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Output scratch buffer in front of an evbuffer: many small appends, one
+ * evbuffer_add. Nothing is ever truncated. */
+struct ob {
+    struct evbuffer *out;
+    size_t len;
+    char p[ORIGIN_HEAD_BUF];
+};
+
+static void ob_flush(struct ob *o)
+{
+    if (o->len > 0)
+        evbuffer_add(o->out, o->p, o->len);
+    o->len = 0;
+}
+
+static void ob_put(struct ob *o, const void *s, size_t n)
+{
+    if (n > sizeof(o->p) - o->len) {
+        ob_flush(o);
+        if (n > sizeof(o->p)) {
+            evbuffer_add(o->out, s, n);
+            return;
+        }
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+#define ob_lit(o, s) ob_put((o), (s), sizeof(s) - 1)
+
+static void ob_u64(struct ob *o, uint64_t v)
+{
+    char t[24];
+    size_t i = sizeof(t);
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    ob_put(o, t + i, sizeof(t) - i);
+}
+
+/* Lower-case hex of v with at least minw digits into t (16 bytes). */
+static size_t fmt_hex(char *t, uint64_t v, int minw)
+{
+    char tmp[16];
+    int i = 16;
+    do {
+        tmp[--i] = HEXD[v & 15];
+        v >>= 4;
+    } while (v != 0 || 16 - i < minw);
+    memcpy(t, tmp + i, (size_t)(16 - i));
+    return (size_t)(16 - i);
+}
+
+static int hexval(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch |= 0x20;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+static uint64_t worker_rand(struct worker *w)
+{
+    w->rng ^= w->rng >> 12;
+    w->rng ^= w->rng << 25;
+    w->rng ^= w->rng >> 27;
+    return w->rng * 0x2545f4914f6cdd1dULL;
+}
+
+static void worker_date(struct worker *w)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now == w->date_sec)
+        return;
+    gmtime_r(&now, &tm);
+    w->date_len = strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    w->date_sec = now;
+}
+
+/* 1*DIGIT in [s, s+n), not above max. Returns 0 or -1. */
+static int parse_uint(const char *s, size_t n, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (n == 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        if (v > max)
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Next element of a comma-separated list in [*pp, e), OWS trimmed, empty
+ * elements skipped. Returns false at the end. */
+static bool list_next(const char **pp, const char *e, const char **tok, size_t *len)
+{
+    const char *p = *pp, *s, *t;
+
+    while (p < e && (*p == ',' || *p == ' ' || *p == '\t'))
+        p++;
+    if (p >= e)
+        return false;
+    for (s = p; p < e && *p != ',';)
+        p++;
+    for (t = p; t > s && (t[-1] == ' ' || t[-1] == '\t');)
+        t--;
+    *tok = s;
+    *len = (size_t)(t - s);
+    *pp = p;
+    return true;
+}
+
+/* Content-Length: 1*DIGIT, or a list of identical values. Returns 0 or -1. */
+static int parse_cl(const char *v, size_t n, uint64_t *out)
+{
+    const char *p = v, *t;
+    size_t tl;
+    uint64_t x;
+    bool have = false;
+
+    if (memchr(v, ',', n) == NULL) /* the usual case; also rejects an empty value */
+        return parse_uint(v, n, 1ULL << 62, out);
+    while (list_next(&p, v + n, &t, &tl)) {
+        if (parse_uint(t, tl, 1ULL << 62, &x) < 0 || (have && x != *out))
+            return -1;
+        *out = x;
+        have = true;
+    }
+    return have ? 0 : -1;
+}
+
+/* Next key=value of a query string in [*pp, e). Returns false at the end. */
+static bool query_next(const char **pp, const char *e, const char **k, size_t *kl, const char **v, size_t *vl)
+{
+    const char *p = *pp, *amp, *eq;
+
+    while (p < e && *p == '&')
+        p++;
+    if (p >= e)
+        return false;
+    amp = memchr(p, '&', (size_t)(e - p));
+    if (amp == NULL)
+        amp = e;
+    eq = memchr(p, '=', (size_t)(amp - p));
+    *k = p;
+    *kl = (size_t)((eq ? eq : amp) - p);
+    *v = eq ? eq + 1 : amp;
+    *vl = (size_t)(amp - *v);
+    *pp = amp;
+    return true;
+}
+
+/* Copy a value into out (cap bytes with the NUL), URL-decoding ('%XX', '+')
+ * when decode. header: reject control bytes (the value becomes a header).
+ * Returns the length or -1. */
+static long value_copy(const char *s, size_t n, char *out, size_t cap, bool decode, bool header)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (decode && ch == '%') {
+            if (i + 2 >= n || hexval((unsigned char)s[i + 1]) < 0 || hexval((unsigned char)s[i + 2]) < 0)
+                return -1;
+            ch = (unsigned char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
+            i += 2;
+        } else if (decode && ch == '+') {
+            ch = ' ';
+        }
+        if ((header && ((ch < 0x20 && ch != '\t') || ch == 0x7f)) || o + 1 >= cap)
+            return -1;
+        out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+static void json_str(struct evbuffer *b, const char *s, size_t n)
+{
+    size_t run = 0;
+
+    evbuffer_add(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        char esc[6] = {'\\', (char)ch, 'u', '0', '0', 0};
+        size_t el = 2;
+
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+            continue;
+        evbuffer_add(b, s + run, i - run);
+        run = i + 1;
+        if (ch == '\n' || ch == '\r' || ch == '\t') {
+            esc[1] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
+        } else if (ch != '"' && ch != '\\') { /* other controls, DEL, obs-text */
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = HEXD[ch >> 4];
+            esc[5] = HEXD[ch & 15];
+            el = 6;
+        }
+        evbuffer_add(b, esc, el);
+    }
+    evbuffer_add(b, s + run, n - run);
+    evbuffer_add(b, "\"", 1);
+}
+
+static const char *reason(int status)
+{
+    /* clang-format off */
+    static const struct { int code; const char *text; } tab[] = {
+        {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"}, {206, "Partial Content"},
+        {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"}, {304, "Not Modified"},
+        {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {400, "Bad Request"}, {401, "Unauthorized"},
+        {403, "Forbidden"}, {404, "Not Found"}, {405, "Method Not Allowed"}, {408, "Request Timeout"},
+        {409, "Conflict"}, {410, "Gone"}, {413, "Content Too Large"}, {417, "Expectation Failed"},
+        {426, "Upgrade Required"}, {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"},
+        {503, "Service Unavailable"}, {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+    };
+    /* clang-format on */
+    for (size_t i = 0; i < ARRAY_LEN(tab); i++) {
+        if (tab[i].code == status)
+            return tab[i].text;
+    }
+    return "Status";
+}
+
+static bool no_body_status(int status)
+{
+    return status == 204 || status == 304 || status < 200;
+}
+
+static void last_record(struct origin_last *l, const char *p, size_t n)
+{
+    pthread_mutex_lock(&g_last_lock);
+    if (n > l->cap) {
+        char *np = realloc(l->buf, n);
+        if (np == NULL) {
+            pthread_mutex_unlock(&g_last_lock);
+            return;
+        }
+        l->buf = np;
+        l->cap = n;
+    }
+    memcpy(l->buf, p, n);
+    l->len = n;
+    pthread_mutex_unlock(&g_last_lock);
+}
+
+/* "delay_ms" matches "delay_ms" and "delay-ms". */
+static bool key_is(const char *k, size_t kl, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < kl && name[i] != '\0'; i++) {
+        if (k[i] != name[i] && !(k[i] == '-' && name[i] == '_'))
+            return false;
+    }
+    return i == kl && name[i] == '\0';
+}
+
+/* Change one setting by name (g_int_settings, body_size, cache_control,
+ * health_body); v is URL-encoded when decode. With apply false only
+ * validates. Returns 0 or -1. Any thread. */
+static int setting_set(const char *k, size_t kl, const char *v, size_t vl, bool decode, bool apply)
+{
+    char tmp[ORIGIN_CC_MAX + 1];
+    uint64_t x;
+    long n;
+    bool cc;
+
+    for (size_t i = 0; i < ARRAY_LEN(g_int_settings); i++) {
+        if (!key_is(k, kl, g_int_settings[i].key))
+            continue;
+        if (parse_uint(v, vl, (uint64_t)g_int_settings[i].max, &x) < 0 || x < (uint64_t)g_int_settings[i].min)
+            return -1;
+        if (apply)
+            STORE(*g_int_settings[i].var, (int)x);
+        return 0;
+    }
+    if (key_is(k, kl, "body_size")) {
+        bool def = vl == 2 && memcmp(v, "-1", 2) == 0;
+        if (!def && parse_uint(v, vl, ORIGIN_SIZE_MAX, &x) < 0)
+            return -1;
+        if (apply)
+            STORE(g.body_size, def ? -1LL : (long long)x);
+        return 0;
+    }
+    cc = key_is(k, kl, "cache_control");
+    if (!cc && !key_is(k, kl, "health_body"))
+        return -1;
+    n = value_copy(v, vl, tmp, cc ? ORIGIN_CC_MAX + 1 : ORIGIN_HBODY_MAX + 1, decode, cc);
+    if (n < 0)
+        return -1;
+    if (apply) {
+        pthread_mutex_lock(&g.lock);
+        memcpy(cc ? g.cache_control : g.health_body, tmp, (size_t)n + 1);
+        if (cc)
+            STORE(g.has_cc, n > 0);
+        pthread_mutex_unlock(&g.lock);
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------- responses */
+
+/* Append a response head to o. mode: RB_NONE, RB_LENGTH (clen) or
+ * RB_CHUNKED; with_cc adds Cache-Control (cc= of the request, else the
+ * global one); extra is NULL or complete header lines. */
+static void resp_head(struct conn *c, struct ob *o, int status, bool json, int mode, uint64_t clen,
+                      bool with_cc, const char *extra)
+{
+    struct req *r = &c->req;
+    const char *rs = reason(status);
+    char hx[16];
+
+    worker_date(c->w);
+    ob_lit(o, "HTTP/1.1 ");
+    ob_u64(o, (uint64_t)status);
+    ob_lit(o, " ");
+    ob_put(o, rs, strlen(rs));
+    ob_lit(o, "\r\nDate: ");
+    ob_put(o, c->w->date, c->w->date_len);
+    ob_lit(o, "\r\nX-Origin: ");
+    ob_put(o, g.name, g.name_len);
+    if (json)
+        ob_lit(o, "\r\nContent-Type: application/json\r\n");
+    else
+        ob_lit(o, "\r\nContent-Type: text/plain\r\n");
+    if (with_cc && r->has_cc && r->cc_len > 0) {
+        ob_lit(o, "Cache-Control: ");
+        ob_put(o, c->cc, r->cc_len);
+        ob_lit(o, "\r\n");
+    } else if (with_cc && !r->has_cc && LOAD(g.has_cc)) {
+        pthread_mutex_lock(&g.lock);
+        ob_lit(o, "Cache-Control: ");
+        ob_put(o, g.cache_control, strlen(g.cache_control));
+        ob_lit(o, "\r\n");
+        pthread_mutex_unlock(&g.lock);
+    }
+    if (mode == RB_LENGTH) {
+        ob_lit(o, "Content-Length: ");
+        ob_u64(o, clen);
+        ob_lit(o, "\r\n");
+    } else if (mode == RB_CHUNKED) {
+        ob_lit(o, "Transfer-Encoding: chunked\r\n");
+    }
+    ob_lit(o, "X-Received-Bytes: ");
+    ob_u64(o, r->body_bytes);
+    ob_lit(o, "\r\nX-Received-Fnv: ");
+    ob_put(o, hx, fmt_hex(hx, r->body_fnv, 16));
+    ob_lit(o, "\r\n");
+    if (!r->keepalive)
+        ob_lit(o, "Connection: close\r\n");
+    else if (r->minor == 0)
+        ob_lit(o, "Connection: keep-alive\r\n");
+    if (extra != NULL)
+        ob_put(o, extra, strlen(extra));
+    ob_lit(o, "\r\n");
+    if (g.verbose)
+        fprintf(stderr, "weir-origin %s: %.*s %.*s -> %d\n", g.name, (int)r->method_len,
+                r->method ? r->method : "-", (int)r->target_len, r->target ? r->target : "-", status);
+}
+
+/* The current response is fully queued. */
+static void response_done(struct conn *c)
+{
+    c->state = c->req.keepalive ? ST_HEAD : ST_CLOSING;
+}
+
+/* A complete response with a small body. */
+static void resp_simple(struct conn *c, int status, bool json, const char *body, size_t n, bool with_cc,
+                        const char *extra)
+{
+    struct ob o = {.out = bufferevent_get_output(c->bev)};
+    bool nobody = no_body_status(status);
+
+    resp_head(c, &o, status, json, nobody ? RB_NONE : RB_LENGTH, n, with_cc, extra);
+    if (!nobody && !c->req.is_head)
+        ob_put(&o, body, n);
+    ob_flush(&o);
+    response_done(c);
+}
+
+/* Answer an error and close the connection. */
+static void conn_error(struct conn *c, int status, const char *extra)
+{
+    char body[64];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, reason(status));
+
+    c->req.keepalive = false;
+    c->bstate = B_NONE;
+    resp_simple(c, status, false, body, (size_t)n, false, extra);
+}
+
+static bool resp_chunked(const struct conn *c)
+{
+    int ch = c->req.chunked >= 0 ? c->req.chunked : LOAD(g.chunked);
+    return ch && c->req.minor == 1; /* HTTP/1.0 gets Content-Length */
+}
+
+/* Queue n more bytes of the pattern (chunk-coded when out_chunked). */
+static void body_emit(struct conn *c, uint64_t n)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t piece = c->out_chunked ? ORIGIN_CHUNK : ORIGIN_SPAN;
+
+    while (n > 0) {
+        size_t k = n < piece ? (size_t)n : piece;
+        const char *src = g_pattern + c->out_off % ORIGIN_PATTERN_LEN;
+        char hx[20];
+
+        if (c->out_chunked) {
+            size_t hl = fmt_hex(hx, k, 1);
+            memcpy(hx + hl, "\r\n", 2);
+            evbuffer_add(out, hx, hl + 2);
+        }
+        if (k >= 4096) /* static memory, no copy */
+            evbuffer_add_reference(out, src, k, NULL, NULL);
+        else
+            evbuffer_add(out, src, k);
+        if (c->out_chunked)
+            evbuffer_add(out, "\r\n", 2);
+        n -= k;
+        c->out_off += k;
+        c->out_left -= k;
+    }
+}
+
+static void body_finish(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (c->out_chunked && c->out_trailer)
+        evbuffer_add(out, "0\r\nX-Trailer: done\r\n\r\n", 22);
+    else if (c->out_chunked)
+        evbuffer_add(out, "0\r\n\r\n", 5);
+}
+
+/* ST_SEND: generate while the output is below the high mark. */
+static void send_fill(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    while (c->out_left > 0 && evbuffer_get_length(out) < ORIGIN_OUT_HIGH)
+        body_emit(c, c->out_left < ORIGIN_SPAN ? c->out_left : ORIGIN_SPAN);
+    if (c->out_left == 0) {
+        body_finish(c);
+        response_done(c);
+    }
+}
+
+static void timer_arm(struct conn *c, unsigned ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(&c->timer, &tv);
+}
+
+/* Any path: "NAME METHOD PATH\n", or size bytes of the pattern. */
+static void respond_default(struct conn *c)
+{
+    struct req *r = &c->req;
+    struct ob o = {.out = bufferevent_get_output(c->bev)};
+    int status = r->status > 0 ? r->status : 200;
+    int fp = r->fail_pct >= 0 ? r->fail_pct : LOAD(g.fail_pct);
+    long long size = r->size >= 0 ? r->size : LOAD(g.body_size);
+    size_t n = g.name_len + (r->is_head ? 3 : r->method_len) + r->path_len + 3; /* HEAD: as GET */
+    char hx[20];
+
+    if (fp > 0 && (int)(worker_rand(c->w) % 100) < fp)
+        status = LOAD(g.fail_status);
+    if (no_body_status(status)) {
+        resp_simple(c, status, false, NULL, 0, true, NULL);
+        return;
+    }
+    c->out_chunked = resp_chunked(c);
+    c->out_trailer = c->out_chunked && r->trailer > 0;
+    c->out_left = size >= 0 ? (uint64_t)size : n;
+    c->out_off = 0;
+    resp_head(c, &o, status, false, c->out_chunked ? RB_CHUNKED : RB_LENGTH, c->out_left, true, NULL);
+    if (r->is_head) {
+        ob_flush(&o);
+        response_done(c);
+        return;
+    }
+    if (size >= 0) {
+        ob_flush(&o);
+        c->state = ST_SEND;
+        send_fill(c);
+        return;
+    }
+    if (c->out_chunked) {
+        size_t hl = fmt_hex(hx, n, 1);
+        ob_put(&o, hx, hl);
+        ob_lit(&o, "\r\n");
+    }
+    ob_put(&o, g.name, g.name_len);
+    ob_lit(&o, " ");
+    ob_put(&o, r->method, r->method_len);
+    ob_lit(&o, " ");
+    ob_put(&o, r->path, r->path_len);
+    ob_lit(&o, "\n");
+    if (c->out_chunked)
+        ob_lit(&o, "\r\n");
+    ob_flush(&o);
+    body_finish(c);
+    response_done(c);
+}
+
+/* /echo: the request as JSON. */
+static void respond_echo(struct conn *c)
+{
+    struct req *r = &c->req;
+    struct evbuffer *b = evbuffer_new();
+    struct ob o = {.out = bufferevent_get_output(c->bev)};
+    char hx[17];
+
+    if (b == NULL) {
+        c->dead = true;
+        return;
+    }
+    evbuffer_add(b, "{\"name\":", 8);
+    json_str(b, g.name, g.name_len);
+    evbuffer_add(b, ",\"method\":", 10);
+    json_str(b, r->method, r->method_len);
+    evbuffer_add(b, ",\"target\":", 10);
+    json_str(b, r->target, r->target_len);
+    evbuffer_add(b, ",\"path\":", 8);
+    json_str(b, r->path, r->path_len);
+    evbuffer_add(b, ",\"query\":", 9);
+    json_str(b, r->query ? r->query : "", r->query_len);
+    evbuffer_add_printf(b, ",\"version\":\"HTTP/1.%d\",\"headers\":[", r->minor);
+    for (unsigned i = 0; i < r->nhdrs; i++) {
+        const struct hdr *h = &c->hdrs[i];
+        evbuffer_add(b, i == 0 ? "[" : ",[", i == 0 ? 1 : 2);
+        json_str(b, c->head + h->name, h->name_len);
+        evbuffer_add(b, ",", 1);
+        json_str(b, c->head + h->value, h->value_len);
+        evbuffer_add(b, "]", 1);
+    }
+    hx[fmt_hex(hx, r->body_fnv, 16)] = '\0';
+    evbuffer_add_printf(b, "],\"body_bytes\":%" PRIu64 ",\"body_fnv\":\"%s\"}\n", r->body_bytes, hx);
+    resp_head(c, &o, r->status > 0 ? r->status : 200, true, RB_LENGTH, evbuffer_get_length(b), true, NULL);
+    ob_flush(&o);
+    if (!r->is_head)
+        evbuffer_add_buffer(o.out, b);
+    evbuffer_free(b);
+    response_done(c);
+}
+
+static void respond_health(struct conn *c)
+{
+    char body[ORIGIN_HBODY_MAX + 1];
+    size_t n;
+
+    pthread_mutex_lock(&g.lock);
+    n = strlen(g.health_body);
+    memcpy(body, g.health_body, n);
+    pthread_mutex_unlock(&g.lock);
+    resp_simple(c, LOAD(g.health_status), false, body, n, false, NULL);
+}
+
+static void respond_route(struct conn *c)
+{
+    if (c->req.route == R_ECHO)
+        respond_echo(c);
+    else if (c->req.route == R_HEALTH)
+        respond_health(c);
+    else
+        respond_default(c);
+}
+
+/* /slow: the head now, then size bytes spread evenly over ms by the timer. */
+static void slow_start(struct conn *c)
+{
+    struct req *r = &c->req;
+    struct ob o = {.out = bufferevent_get_output(c->bev)};
+    long long gsz = LOAD(g.body_size);
+    int gms = LOAD(g.delay_ms);
+    uint64_t size = r->size >= 0 ? (uint64_t)r->size : gsz >= 0 ? (uint64_t)gsz : 100;
+    unsigned ms = (unsigned)(r->delay_ms >= 0 ? r->delay_ms : gms > 0 ? gms : 1000);
+    int status = r->status > 0 ? r->status : 200;
+    bool nobody = no_body_status(status);
+
+    c->out_chunked = resp_chunked(c);
+    c->out_trailer = c->out_chunked && r->trailer > 0;
+    resp_head(c, &o, status, false,
+              nobody           ? RB_NONE
+              : c->out_chunked ? RB_CHUNKED
+                               : RB_LENGTH,
+              size, true, NULL);
+    ob_flush(&o);
+    if (nobody || r->is_head) {
+        response_done(c);
+        return;
+    }
+    c->out_left = c->slow_total = size;
+    c->out_off = 0;
+    c->slow_tick = 0;
+    c->slow_ticks = ms / ORIGIN_SLOW_TICK_MS ? ms / ORIGIN_SLOW_TICK_MS : 1;
+    c->slow_interval_ms = ms / c->slow_ticks;
+    c->state = ST_SLOW;
+    timer_arm(c, c->slow_interval_ms);
+}
+
+static void slow_tick(struct conn *c)
+{
+    uint64_t due, sent;
+
+    if (c->slow_tick < c->slow_ticks)
+        c->slow_tick++;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) < ORIGIN_OUT_HIGH) {
+        due = c->slow_total * c->slow_tick / c->slow_ticks;
+        sent = c->slow_total - c->out_left;
+        if (due > sent)
+            body_emit(c, due - sent < ORIGIN_OUT_HIGH ? due - sent : ORIGIN_OUT_HIGH);
+    }
+    if (c->out_left > 0) {
+        timer_arm(c, c->slow_interval_ms);
+        return;
+    }
+    body_finish(c);
+    response_done(c);
+}
+
+/* /_ctl/...: counters, settings, last heads. Never delayed or counted. */
+static void respond_ctl(struct conn *c)
+{
+    struct req *r = &c->req;
+    struct evbuffer *b = evbuffer_new();
+    struct ob o = {.out = bufferevent_get_output(c->bev)};
+    const char *p = r->query, *e = p + r->query_len, *k = NULL, *v;
+    size_t kl = 0, vl;
+    int status = 200;
+    bool json = true;
+
+    if (b == NULL) {
+        c->dead = true;
+        return;
+    }
+    switch (r->route) {
+    case R_CTL_RESET:
+        STORE(g_stats.accepted, 0);
+        STORE(g_stats.requests, 0);
+        STORE(g_stats.health, 0);
+        /* fall through */
+    case R_CTL_STATS:
+        evbuffer_add(b, "{\"name\":", 8);
+        json_str(b, g.name, g.name_len);
+        evbuffer_add_printf(b,
+                            ",\"connections_accepted\":%lld,\"connections_open\":%lld,\"requests\":%lld,"
+                            "\"health_checks\":%lld}\n",
+                            LOAD(g_stats.accepted), LOAD(g_stats.open), LOAD(g_stats.requests),
+                            LOAD(g_stats.health));
+        break;
+    case R_CTL_SET:
+        while (p != NULL && query_next(&p, e, &k, &kl, &v, &vl)) { /* validate all, then apply */
+            if (setting_set(k, kl, v, vl, true, false) < 0) {
+                status = 400;
+                break;
+            }
+        }
+        for (p = r->query; status == 200 && p != NULL && query_next(&p, e, &k, &kl, &v, &vl);)
+            setting_set(k, kl, v, vl, true, true);
+        if (status != 200) {
+            json = false;
+            evbuffer_add_printf(b, "bad setting %.*s\n", (int)kl, k);
+            break;
+        }
+        evbuffer_add_printf(b,
+                            "{\"health_status\":%d,\"health_hang\":%d,\"delay_ms\":%d,\"jitter_ms\":%d,"
+                            "\"fail_pct\":%d,\"fail_status\":%d,\"body_size\":%lld,\"chunked\":%d,"
+                            "\"health_body\":",
+                            LOAD(g.health_status), LOAD(g.health_hang), LOAD(g.delay_ms), LOAD(g.jitter_ms),
+                            LOAD(g.fail_pct), LOAD(g.fail_status), LOAD(g.body_size), LOAD(g.chunked));
+        pthread_mutex_lock(&g.lock);
+        json_str(b, g.health_body, strlen(g.health_body));
+        evbuffer_add(b, ",\"cache_control\":", 17);
+        json_str(b, g.cache_control, strlen(g.cache_control));
+        pthread_mutex_unlock(&g.lock);
+        evbuffer_add(b, "}\n", 2);
+        break;
+    case R_CTL_LAST:
+    case R_CTL_LAST_HEALTH:
+        json = false;
+        pthread_mutex_lock(&g_last_lock);
+        if (r->route == R_CTL_LAST)
+            evbuffer_add(b, g_last.buf, g_last.len);
+        else
+            evbuffer_add(b, g_last_health.buf, g_last_health.len);
+        pthread_mutex_unlock(&g_last_lock);
+        break;
+    default:
+        status = 404;
+        json = false;
+        evbuffer_add(b, "404 Not Found\n", 14);
+        break;
+    }
+    resp_head(c, &o, status, json, RB_LENGTH, evbuffer_get_length(b), false, NULL);
+    ob_flush(&o);
+    if (!r->is_head)
+        evbuffer_add_buffer(o.out, b);
+    evbuffer_free(b);
+    response_done(c);
+}
+
+/* ------------------------------------------------------------ requests */
+
+/* Semantics of one header field. Returns 0 or an HTTP error status. */
+static int req_header(struct req *r, const char *n, size_t nl, const char *v, size_t vl)
+{
+    const char *p = v, *e = v + vl, *t;
+    size_t tl;
+    uint64_t cl = 0;
+
+    if (NAME_IS(n, nl, "host")) {
+        r->host_count++;
+    } else if (NAME_IS(n, nl, "content-length")) {
+        if (parse_cl(v, vl, &cl) < 0 || (r->has_cl && cl != r->content_length))
+            return 400;
+        r->has_cl = true;
+        r->content_length = cl;
+    } else if (NAME_IS(n, nl, "transfer-encoding")) {
+        r->has_te = true;
+        while (list_next(&p, e, &t, &tl)) {
+            if (r->te_chunked) /* chunked must be the final coding, once */
+                return 400;
+            if (NAME_IS(t, tl, "chunked"))
+                r->te_chunked = true;
+            else
+                r->te_other = true;
+        }
+    } else if (NAME_IS(n, nl, "connection")) {
+        while (list_next(&p, e, &t, &tl)) {
+            r->conn_close |= NAME_IS(t, tl, "close");
+            r->conn_keepalive |= NAME_IS(t, tl, "keep-alive");
+            r->conn_upgrade |= NAME_IS(t, tl, "upgrade");
+        }
+    } else if (NAME_IS(n, nl, "expect")) {
+        if (NAME_IS(v, vl, "100-continue"))
+            r->expect_continue = true;
+        else
+            r->expect_other = true;
+    } else if (NAME_IS(n, nl, "upgrade")) {
+        while (list_next(&p, e, &t, &tl))
+            r->upgrade_ws |= NAME_IS(t, tl, "websocket");
+    } else if (NAME_IS(n, nl, "sec-websocket-key")) {
+        r->ws_key = v;
+        r->ws_key_len = vl;
+        r->ws_key_count++;
+    } else if (NAME_IS(n, nl, "sec-websocket-version")) {
+        r->ws_version = v;
+        r->ws_version_len = vl;
+    }
+    return 0;
+}
+
+static enum route route_of(const char *p, size_t n)
+{
+    /* clang-format off */
+    static const struct { const char *path; enum route route; } tab[] = {
+        {"/echo", R_ECHO}, {"/health", R_HEALTH}, {"/ws", R_WS}, {"/slow", R_SLOW}, {"/reset", R_RESET},
+        {"/_ctl/stats", R_CTL_STATS}, {"/_ctl/reset", R_CTL_RESET}, {"/_ctl/set", R_CTL_SET},
+        {"/_ctl/last", R_CTL_LAST}, {"/_ctl/last_health", R_CTL_LAST_HEALTH},
+    };
+    /* clang-format on */
+    if (n < 3 || n > 18)
+        return R_DEFAULT;
+    for (size_t i = 0; i < ARRAY_LEN(tab); i++) {
+        if (strlen(tab[i].path) == n && memcmp(tab[i].path, p, n) == 0)
+            return tab[i].route;
+    }
+    return n >= 6 && memcmp(p, "/_ctl/", 6) == 0 ? R_CTL_UNKNOWN : R_DEFAULT;
+}
+
+/* Split the target (origin-form, absolute-form or "*") into path and
+ * query. Returns 0 or 400. */
+static int req_target(struct req *r)
+{
+    const char *t = r->target, *e = t + r->target_len, *q;
+
+    if (r->target_len == 1 && t[0] == '*') {
+        r->path = t;
+        r->path_len = 1;
+        return 0;
+    }
+    if (t[0] != '/') {
+        if (r->target_len > 7 && strncasecmp(t, "http://", 7) == 0)
+            t += 7;
+        else if (r->target_len > 8 && strncasecmp(t, "https://", 8) == 0)
+            t += 8;
+        else
+            return 400;
+        while (t < e && *t != '/' && *t != '?')
+            t++;
+    }
+    q = memchr(t, '?', (size_t)(e - t));
+    r->path = t;
+    r->path_len = (size_t)((q ? q : e) - t);
+    if (r->path_len == 0) { /* "http://host" or "http://host?q" */
+        r->path = "/";
+        r->path_len = 1;
+    }
+    if (q != NULL) {
+        r->query = q + 1;
+        r->query_len = (size_t)(e - q - 1);
+    }
+    return 0;
+}
+
+/* Per-request overrides from the query; unknown keys are ignored. Returns 0
+ * or 400. */
+static int req_query(struct conn *c)
+{
+    /* clang-format off */
+    static const struct { const char *key; size_t off; int min, max; } tab[] = {
+        {"delay_ms", offsetof(struct req, delay_ms), 0, ORIGIN_MS_MAX},
+        {"jitter_ms", offsetof(struct req, jitter_ms), 0, ORIGIN_MS_MAX},
+        {"status", offsetof(struct req, status), 200, 599}, {"fail_pct", offsetof(struct req, fail_pct), 0, 100},
+        {"chunked", offsetof(struct req, chunked), 0, 1}, {"trailer", offsetof(struct req, trailer), 0, 1},
+    };
+    /* clang-format on */
+    struct req *r = &c->req;
+    const char *p = r->query, *e = p + r->query_len, *k, *v;
+    size_t kl, vl;
+    uint64_t x;
+    long n;
+
+    while (p != NULL && query_next(&p, e, &k, &kl, &v, &vl)) {
+        for (size_t i = 0; i < ARRAY_LEN(tab); i++) {
+            if (!key_is(k, kl, tab[i].key))
+                continue;
+            if (parse_uint(v, vl, (uint64_t)tab[i].max, &x) < 0 || x < (uint64_t)tab[i].min)
+                return 400;
+            *(int *)((char *)r + tab[i].off) = (int)x;
+        }
+        if (key_is(k, kl, "size")) {
+            if (parse_uint(v, vl, ORIGIN_SIZE_MAX, &x) < 0)
+                return 400;
+            r->size = (long long)x;
+        } else if (key_is(k, kl, "expect")) {
+            r->expect417 = NAME_IS(v, vl, "417");
+        } else if (key_is(k, kl, "cc")) {
+            n = value_copy(v, vl, c->cc, sizeof(c->cc), true, true);
+            if (n < 0)
+                return 400;
+            r->has_cc = true;
+            r->cc_len = (size_t)n;
+        }
+    }
+    return 0;
+}
+
+/* Parse the head in c->head (it ends with CRLF CRLF). Returns 0 or an HTTP
+ * error status. */
+static int req_parse_head(struct conn *c)
+{
+    struct req *r = &c->req;
+    char *p = c->head, *end = c->head + c->head_len, *nl, *le, *s, *t, *n, *v, *ve;
+    int rc;
+
+    /* request-line = method SP request-target SP HTTP-version CRLF */
+    nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL || nl == p || nl[-1] != '\r')
+        return 400;
+    le = nl - 1;
+    for (s = p; s < le && g_tchar[(unsigned char)*s];)
+        s++;
+    if (s == p || s >= le || *s != ' ')
+        return 400;
+    r->method = p;
+    r->method_len = (size_t)(s - p);
+    for (t = ++s; s < le && *s != ' '; s++) {
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            return 400;
+    }
+    if (s == t || s >= le)
+        return 400;
+    r->target = t;
+    r->target_len = (size_t)(s - t);
+    s++;
+    if (le - s != 8 || memcmp(s, "HTTP/", 5) != 0 || s[5] < '0' || s[5] > '9' || s[6] != '.' || s[7] < '0' ||
+        s[7] > '9')
+        return 400;
+    if (s[5] != '1')
+        return 505;
+    r->minor = s[7] == '0' ? 0 : 1;
+    r->is_head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
+
+    /* field-line = field-name ":" OWS field-value OWS CRLF */
+    for (p = nl + 1;; p = nl + 1) {
+        struct hdr *h;
+
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL || nl == p || nl[-1] != '\r')
+            return 400;
+        le = nl - 1;
+        if (le == p)
+            break;
+        for (n = p; n < le && g_tchar[(unsigned char)*n];)
+            n++;
+        if (n == p || n >= le || *n != ':') /* also obs-fold and space before ':' */
+            return 400;
+        for (v = n + 1; v < le && (*v == ' ' || *v == '\t');)
+            v++;
+        for (ve = le; ve > v && (ve[-1] == ' ' || ve[-1] == '\t');)
+            ve--;
+        for (s = v; s < ve; s++) {
+            if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+                return 400;
+        }
+        if (r->nhdrs == ORIGIN_HEADERS_MAX)
+            return 431;
+        h = &c->hdrs[r->nhdrs++];
+        h->name = (uint32_t)(p - c->head);
+        h->name_len = (uint32_t)(n - p);
+        h->value = (uint32_t)(v - c->head);
+        h->value_len = (uint32_t)(ve - v);
+        rc = req_header(r, p, (size_t)(n - p), v, (size_t)(ve - v));
+        if (rc != 0)
+            return rc;
+    }
+    if (r->host_count > 1 || (r->minor == 1 && r->host_count == 0))
+        return 400;
+    if (r->has_te && (r->minor == 0 || r->has_cl || !r->te_chunked))
+        return 400;
+    if (r->has_te && r->te_other)
+        return 501;
+    r->keepalive = r->minor == 1 ? !r->conn_close : (r->conn_keepalive && !r->conn_close);
+    rc = req_target(r);
+    if (rc != 0)
+        return rc;
+    r->route = route_of(r->path, r->path_len);
+    return 0;
+}
+
+static void req_reset(struct req *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->delay_ms = r->jitter_ms = r->status = r->fail_pct = r->chunked = r->trailer = -1;
+    r->size = -1;
+    r->body_fnv = FNV_OFFSET;
+}
+
+/* /ws: validate the upgrade, answer 101 and switch to ST_WS. */
+static void ws_handshake(struct conn *c)
+{
+    struct req *r = &c->req;
+    char acc[32];
+
+    if (r->minor != 1 || !(r->method_len == 3 && memcmp(r->method, "GET", 3) == 0) || !r->upgrade_ws ||
+        !r->conn_upgrade || r->ws_key_count != 1 || r->has_te || r->content_length > 0 ||
+        origin_ws_accept(r->ws_key, r->ws_key_len, acc) < 0) {
+        conn_error(c, 400, NULL);
+        return;
+    }
+    if (!(r->ws_version_len == 2 && memcmp(r->ws_version, "13", 2) == 0)) {
+        conn_error(c, 426, "Sec-WebSocket-Version: 13\r\n");
+        return;
+    }
+    c->ws = origin_ws_new();
+    if (c->ws == NULL) {
+        c->dead = true;
+        return;
+    }
+    worker_date(c->w);
+    evbuffer_add_printf(bufferevent_get_output(c->bev),
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Accept: %s\r\nX-Origin: %s\r\nDate: %.*s\r\n\r\n",
+                        acc, g.name, (int)c->w->date_len, c->w->date);
+    if (g.verbose)
+        fprintf(stderr, "weir-origin %s: GET %.*s -> 101\n", g.name, (int)r->target_len, r->target);
+    c->state = ST_WS;
+}
+
+/* The head is parsed: count it, honour Expect, pick the body framing. */
+static void req_head_done(struct conn *c)
+{
+    struct req *r = &c->req;
+    bool has_body = r->te_chunked || r->content_length > 0;
+
+    if (r->route == R_HEALTH) {
+        INC(g_stats.health);
+        last_record(&g_last_health, c->head, c->head_len);
+    } else if (r->route < R_CTL_STATS) {
+        INC(g_stats.requests);
+        last_record(&g_last, c->head, c->head_len);
+    }
+    if (r->route < R_CTL_STATS && req_query(c) != 0) {
+        conn_error(c, 400, NULL);
+        return;
+    }
+    if (r->route == R_RESET) { /* RST without an answer */
+        struct linger lg = {1, 0};
+        setsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        c->dead = true;
+        return;
+    }
+    if (r->route == R_WS) {
+        ws_handshake(c);
+        return;
+    }
+    if (r->expect_other && r->minor == 1) {
+        conn_error(c, 417, NULL);
+        return;
+    }
+    if (r->expect_continue && r->minor == 1 && has_body) {
+        if (r->expect417) {
+            conn_error(c, 417, NULL);
+            return;
+        }
+        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    c->bstate = r->te_chunked ? B_CHUNK_SIZE : r->content_length > 0 ? B_LENGTH : B_NONE;
+    c->body_left = r->content_length;
+    c->trailer_bytes = 0;
+    c->state = ST_BODY;
+}
+
+/* ST_HEAD: find, copy and parse the next head. Returns ORIGIN_OK (the state
+ * changed), ORIGIN_AGAIN or an HTTP error status. */
+static int conn_read_head(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t len = evbuffer_get_length(in), hlen;
+    struct evbuffer_ptr ptr;
+    unsigned char *d;
+    int rc;
+
+    if (len == 0)
+        return ORIGIN_AGAIN;
+    req_reset(&c->req);
+    while (len > 0) { /* a server SHOULD ignore empty lines before the request-line */
+        d = evbuffer_pullup(in, len < 2 ? (ssize_t)len : 2);
+        if (d[0] != '\r' && d[0] != '\n')
+            break;
+        if (d[0] == '\n' || (len >= 2 && d[1] != '\n'))
+            return 400;
+        if (len < 2)
+            return ORIGIN_AGAIN;
+        evbuffer_drain(in, 2);
+        len -= 2;
+    }
+    if (len == 0)
+        return ORIGIN_AGAIN;
+    ptr = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    if (ptr.pos < 0) {
+        if (len > ORIGIN_HEAD_MAX)
+            return 431;
+        if (evbuffer_search(in, "\n\n", 2, NULL).pos >= 0) /* bare LF line ends */
+            return 400;
+        return ORIGIN_AGAIN;
+    }
+    hlen = (size_t)ptr.pos + 4;
+    if (hlen > ORIGIN_HEAD_MAX)
+        return 431;
+    if (hlen > c->head_cap) {
+        size_t cap = c->head_cap ? c->head_cap : 1024;
+        char *nh;
+        while (cap < hlen)
+            cap *= 2;
+        nh = realloc(c->head, cap);
+        if (nh == NULL) {
+            c->dead = true;
+            return ORIGIN_OK;
+        }
+        c->head = nh;
+        c->head_cap = cap;
+    }
+    evbuffer_remove(in, c->head, hlen);
+    c->head_len = hlen;
+    rc = req_parse_head(c);
+    if (rc != 0)
+        return rc;
+    req_head_done(c);
+    return ORIGIN_OK;
+}
+
+/* One CRLF-terminated line of the chunked framing into buf. */
+static int body_line(struct evbuffer *in, char *buf, size_t *len)
+{
+    size_t eol;
+    struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF_STRICT);
+
+    if (p.pos < 0)
+        return evbuffer_get_length(in) > ORIGIN_LINE_MAX ? 400 : ORIGIN_AGAIN;
+    if ((size_t)p.pos > ORIGIN_LINE_MAX)
+        return 400;
+    evbuffer_remove(in, buf, (size_t)p.pos);
+    evbuffer_drain(in, 2);
+    *len = (size_t)p.pos;
+    for (size_t i = 0; i < *len; i++) {
+        if (((unsigned char)buf[i] < 0x20 && buf[i] != '\t') || buf[i] == 0x7f) /* bare CR/LF, controls */
+            return 400;
+    }
+    return ORIGIN_OK;
+}
+
+/* Count, checksum and drop n body bytes. */
+static void body_consume(struct req *r, struct evbuffer *in, size_t n)
+{
+    unsigned char buf[16384];
+    uint64_t h = r->body_fnv;
+
+    while (n > 0) {
+        int m = evbuffer_remove(in, buf, n < sizeof(buf) ? n : sizeof(buf));
+        if (m <= 0)
+            break;
+        for (int i = 0; i < m; i++)
+            h = (h ^ buf[i]) * FNV_PRIME;
+        n -= (size_t)m;
+        r->body_bytes += (uint64_t)m;
+    }
+    r->body_fnv = h;
+}
+
+/* ST_BODY: decode and drop. Returns ORIGIN_OK once the body is complete,
+ * ORIGIN_AGAIN or 400. */
+static int conn_read_body(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    char line[ORIGIN_LINE_MAX + 1];
+    uint64_t sz;
+    size_t n, i;
+    int rc;
+
+    for (;;) {
+        switch (c->bstate) {
+        case B_NONE:
+            return ORIGIN_OK;
+        case B_LENGTH:
+        case B_CHUNK_DATA:
+            n = evbuffer_get_length(in);
+            if (n == 0)
+                return ORIGIN_AGAIN;
+            n = n < c->body_left ? n : (size_t)c->body_left;
+            body_consume(&c->req, in, n);
+            c->body_left -= n;
+            if (c->body_left > 0)
+                return ORIGIN_AGAIN;
+            c->bstate = c->bstate == B_LENGTH ? B_NONE : B_CHUNK_CRLF;
+            break;
+        case B_CHUNK_CRLF:
+            if (evbuffer_get_length(in) < 2)
+                return ORIGIN_AGAIN;
+            evbuffer_copyout(in, line, 2);
+            if (line[0] != '\r' || line[1] != '\n')
+                return 400;
+            evbuffer_drain(in, 2);
+            c->bstate = B_CHUNK_SIZE;
+            break;
+        case B_CHUNK_SIZE: /* chunk-size [ BWS ";" chunk-ext ] CRLF */
+            rc = body_line(in, line, &n);
+            if (rc != ORIGIN_OK)
+                return rc;
+            for (i = 0, sz = 0; i < n && hexval((unsigned char)line[i]) >= 0; i++) {
+                if (sz >> 56)
+                    return 400;
+                sz = sz * 16 + (uint64_t)hexval((unsigned char)line[i]);
+            }
+            if (i == 0)
+                return 400;
+            while (i < n && (line[i] == ' ' || line[i] == '\t'))
+                i++;
+            if (i < n && line[i] != ';')
+                return 400;
+            c->body_left = sz;
+            c->bstate = sz == 0 ? B_TRAILER : B_CHUNK_DATA;
+            break;
+        case B_TRAILER: /* *( field-line CRLF ) CRLF */
+            rc = body_line(in, line, &n);
+            if (rc != ORIGIN_OK)
+                return rc;
+            if (n == 0) {
+                c->bstate = B_NONE;
+                return ORIGIN_OK;
+            }
+            c->trailer_bytes += n + 2;
+            for (i = 0; i < n && g_tchar[(unsigned char)line[i]];)
+                i++;
+            if (i == 0 || i == n || line[i] != ':' || c->trailer_bytes > ORIGIN_TRAILER_MAX)
+                return 400;
+            break;
+        }
+    }
+}
+
+/* The body is read: answer now, after a delay, or never (health_hang). */
+static void conn_dispatch(struct conn *c)
+{
+    struct req *r = &c->req;
+    int delay, jitter;
+
+    switch (r->route) {
+    case R_DEFAULT:
+    case R_ECHO:
+        delay = r->delay_ms >= 0 ? r->delay_ms : LOAD(g.delay_ms);
+        jitter = r->jitter_ms >= 0 ? r->jitter_ms : LOAD(g.jitter_ms);
+        break;
+    case R_HEALTH: /* only the query's delay applies */
+        if (LOAD(g.health_hang)) {
+            c->state = ST_HANG;
+            return;
+        }
+        delay = r->delay_ms >= 0 ? r->delay_ms : 0;
+        jitter = r->jitter_ms >= 0 ? r->jitter_ms : 0;
+        break;
+    case R_SLOW:
+        slow_start(c);
+        return;
+    default:
+        respond_ctl(c);
+        return;
+    }
+    if (jitter > 0)
+        delay += (int)(worker_rand(c->w) % (uint64_t)(jitter + 1));
+    if (delay > 0) {
+        c->state = ST_DELAY;
+        timer_arm(c, (unsigned)delay);
+        return;
+    }
+    respond_route(c);
+}
+
+/* ---------------------------------------------------------- connections */
+
+/* Our last response is written: half-close and wait (bounded) for the peer's
+ * FIN, so that unread input does not turn close() into a RST that destroys
+ * the response in flight. */
+static void conn_linger(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    if (c->eof) {
+        c->dead = true;
+        return;
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    c->state = ST_LINGER;
+    bufferevent_set_timeouts(c->bev, c->w->linger_tv, NULL);
+    bufferevent_enable(c->bev, EV_READ);
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void conn_process(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    int rc;
+
+    while (!c->dead) {
+        switch (c->state) {
+        case ST_HEAD:
+            if (evbuffer_get_length(out) >= ORIGIN_OUT_HIGH) /* a pipelining peer that does not read */
+                return;
+            rc = conn_read_head(c);
+            if (rc == ORIGIN_AGAIN && !c->eof)
+                return;
+            if (rc == ORIGIN_AGAIN) { /* EOF between requests */
+                c->req.keepalive = false;
+                c->state = ST_CLOSING;
+            } else if (rc > 0) {
+                conn_error(c, rc, NULL);
+            }
+            break;
+        case ST_BODY:
+            rc = conn_read_body(c);
+            if (rc == ORIGIN_AGAIN && !c->eof)
+                return;
+            if (rc == ORIGIN_AGAIN)
+                c->dead = true; /* truncated body: nobody to answer */
+            else if (rc > 0)
+                conn_error(c, rc, NULL);
+            else
+                conn_dispatch(c);
+            break;
+        case ST_SEND:
+            send_fill(c);
+            if (c->state == ST_SEND)
+                return;
+            break;
+        case ST_WS:
+            if (origin_ws_echo(c->ws, in, out, ORIGIN_OUT_HIGH) != ORIGIN_WS_CLOSE && !c->eof)
+                return;
+            c->req.keepalive = false;
+            c->state = ST_CLOSING;
+            break;
+        case ST_HANG:
+            c->dead = c->eof;
+            return;
+        case ST_DELAY:
+        case ST_SLOW:
+            return;
+        case ST_CLOSING:
+            if (evbuffer_get_length(out) == 0)
+                conn_linger(c);
+            return;
+        case ST_LINGER:
+            evbuffer_drain(in, evbuffer_get_length(in));
+            c->dead = c->eof;
+            return;
+        }
+    }
+}
+
+static void conn_free(struct conn *c)
+{
+    struct worker *w = c->w;
+
+    event_del(&c->timer);
+    bufferevent_free(c->bev);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    origin_ws_free(c->ws);
+    free(c->head);
+    free(c);
+    DEC(g_stats.open);
+}
+
+/* Every callback ends here; c may be gone afterwards. */
+static void conn_run(struct conn *c)
+{
+    conn_process(c);
+    if (c->dead)
+        conn_free(c);
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    conn_run(arg);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    conn_run(arg);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    if (what & BEV_EVENT_EOF) {
+        c->eof = true;
+    } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_WRITING)) { /* error, or the peer stopped reading */
+        c->dead = true;
+    } else if (c->state == ST_LINGER || ((c->state == ST_HEAD || c->state == ST_BODY) &&
+                                         evbuffer_get_length(bufferevent_get_output(bev)) == 0)) {
+        c->dead = true; /* read timeout while idle */
+    } else {
+        bufferevent_enable(bev, EV_READ); /* read timeout while busy answering: keep going */
+    }
+    conn_run(c);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    if (c->state == ST_DELAY)
+        respond_route(c);
+    else if (c->state == ST_SLOW)
+        slow_tick(c);
+    conn_run(c);
+}
+
+static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    struct worker *w = arg;
+    struct conn *c;
+    int one = 1;
+
+    INC(g_stats.accepted);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    INC(g_stats.open);
+    c->w = w;
+    c->state = ST_HEAD;
+    req_reset(&c->req);
+    evtimer_assign(&c->timer, w->base, conn_timer_cb, c);
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, ORIGIN_IN_HIGH);
+    bufferevent_setwatermark(c->bev, EV_WRITE, ORIGIN_OUT_LOW, 0);
+    bufferevent_set_timeouts(c->bev, w->idle_tv, w->idle_tv);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* --tcp: a plain TCP server that says "hello\n" and closes. */
+static void tcp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                          void *arg)
+{
+    INC(g_stats.accepted);
+    if (send(fd, "hello\n", 6, MSG_NOSIGNAL) < 0 && g.verbose)
+        fprintf(stderr, "weir-origin %s: send: %s\n", g.name, strerror(errno));
+    evutil_closesocket(fd);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static struct worker *g_workers;
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    for (int i = 0; i < g.threads; i++)
+        event_base_loopbreak(g_workers[i].base);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static int listen_socket(const struct sockaddr *sa, socklen_t salen, bool reuseport)
+{
+    int one = 1, e;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+        (!reuseport || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0) &&
+        bind(fd, sa, salen) == 0 && listen(fd, 4096) == 0)
+        return fd;
+    e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: weir-origin [--listen IP:PORT] [--name NAME] [--delay-ms N] [--jitter-ms N]\n"
+               "         [--fail-pct P] [--fail-status CODE] [--body-size N] [--chunked]\n"
+               "         [--cache-control VALUE] [--health-status CODE] [--health-body TEXT]\n"
+               "         [--threads N] [--tcp] [--verbose]\n");
+}
+
+static void parse_args(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *eq = strchr(a, '='), *v;
+        size_t ol = eq ? (size_t)(eq - a) : strlen(a);
+        char *end;
+
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strcmp(a, "--chunked") == 0 || strcmp(a, "--verbose") == 0 || strcmp(a, "--tcp") == 0) {
+            if (a[2] == 'c')
+                STORE(g.chunked, 1);
+            g.verbose |= a[2] == 'v';
+            g.tcp |= a[2] == 't';
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || (eq == NULL && i + 1 >= argc)) {
+            usage(stderr);
+            exit(2);
+        }
+        v = eq ? eq + 1 : argv[++i];
+        if (key_is(a, ol, "--listen")) {
+            g.listen = v;
+        } else if (key_is(a, ol, "--name")) {
+            g.name_len = strlen(v);
+            if (g.name_len > ORIGIN_NAME_MAX || strpbrk(v, "\r\n") != NULL) {
+                fprintf(stderr, "weir-origin: --name: at most %d bytes, one line\n", ORIGIN_NAME_MAX);
+                exit(2);
+            }
+            memcpy(g.name, v, g.name_len + 1);
+        } else if (key_is(a, ol, "--threads")) {
+            long t = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || t < 1 || t > ORIGIN_THREADS_MAX) {
+                fprintf(stderr, "weir-origin: --threads: 1..%d\n", ORIGIN_THREADS_MAX);
+                exit(2);
+            }
+            g.threads = (int)t;
+        } else if (setting_set(a + 2, ol - 2, v, strlen(v), false, false) == 0) {
+            setting_set(a + 2, ol - 2, v, strlen(v), false, true);
+        } else {
+            fprintf(stderr, "weir-origin: unknown option or bad value: %.*s %s\n", (int)ol, a, v);
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (g.listen == NULL)
+        g.listen = "127.0.0.1:9001";
+}
+
+/* "IP:PORT", "[IPv6]:PORT", ":PORT" (all addresses) or "localhost:PORT";
+ * port 0 lets the kernel choose. Returns 0 or -1. */
+static int resolve(const char *spec, struct sockaddr_storage *ss, int *sl)
+{
+    char buf[300];
+    size_t n;
+    bool port0;
+
+    if (strchr(spec, ':') == NULL)
+        return -1;
+    if (spec[0] == ':')
+        snprintf(buf, sizeof(buf), "0.0.0.0%s", spec);
+    else if (strncmp(spec, "localhost:", 10) == 0)
+        snprintf(buf, sizeof(buf), "127.0.0.1%s", spec + 9);
+    else
+        snprintf(buf, sizeof(buf), "%s", spec);
+    n = strlen(buf);
+    port0 = n >= 2 && strcmp(buf + n - 2, ":0") == 0;
+    if (port0) /* libevent refuses port 0 */
+        buf[n - 1] = '1';
+    *sl = (int)sizeof(*ss);
+    if (evutil_parse_sockaddr_port(buf, (struct sockaddr *)ss, sl) < 0)
+        return -1;
+    if (port0 && ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = 0;
+    else if (port0)
+        ((struct sockaddr_in *)ss)->sin_port = 0;
+    return 0;
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t n)
+{
+    char h[INET6_ADDRSTRLEN] = "?";
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+    if (ss->ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &s6->sin6_addr, h, sizeof(h));
+        snprintf(buf, n, "[%s]:%u", h, ntohs(s6->sin6_port));
+    } else {
+        inet_ntop(AF_INET, &s4->sin_addr, h, sizeof(h));
+        snprintf(buf, n, "%s:%u", h, ntohs(s4->sin_port));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct sockaddr_storage ss;
+    int sl;
+    socklen_t bl;
+    struct timeval idle = {ORIGIN_IDLE_SEC, 0}, linger = {ORIGIN_LINGER_SEC, 0};
+    struct event *sigs[2] = {NULL, NULL};
+    char addr[300];
+    int rc = 1, started = 1;
+
+    parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    for (int i = 0; i < 256; i++)
+        g_tchar[i] =
+            (unsigned char)((i >= '0' && i <= '9') || (i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z') ||
+                            (i != 0 && strchr("!#$%&'*+-.^_`|~", i) != NULL));
+    for (size_t i = 0; i < sizeof(g_pattern); i++)
+        g_pattern[i] = PATTERN64[i % ORIGIN_PATTERN_LEN];
+    if (resolve(g.listen, &ss, &sl) < 0) {
+        fprintf(stderr, "weir-origin: bad --listen '%s' (want IP:PORT)\n", g.listen);
+        return 2;
+    }
+    if (g.threads > 1 && evthread_use_pthreads() < 0)
+        return 1;
+    g_workers = calloc((size_t)g.threads, sizeof(*g_workers));
+    if (g_workers == NULL)
+        return 1;
+    for (int i = 0; i < g.threads; i++) {
+        struct worker *w = &g_workers[i];
+        int fd;
+
+        w->rng = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^
+                 (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL;
+        w->rng |= 1;
+        w->base = event_base_new();
+        if (w->base == NULL)
+            goto out;
+        w->idle_tv = event_base_init_common_timeout(w->base, &idle);
+        w->linger_tv = event_base_init_common_timeout(w->base, &linger);
+        fd = listen_socket((struct sockaddr *)&ss, (socklen_t)sl, g.threads > 1);
+        if (fd < 0) {
+            fprintf(stderr, "weir-origin: listen on %s: %s\n", g.listen, strerror(errno));
+            goto out;
+        }
+        bl = sizeof(ss);
+        if (i == 0) /* port 0: the other workers join the port the kernel chose */
+            getsockname(fd, (struct sockaddr *)&ss, &bl);
+        w->listener =
+            evconnlistener_new(w->base, g.tcp ? tcp_accept_cb : accept_cb, w, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+        if (w->listener == NULL) {
+            close(fd);
+            goto out;
+        }
+    }
+    format_addr(&ss, addr, sizeof(addr));
+    if (g.name_len == 0) { /* the listen address, or the actual one for port 0 */
+        const char *nm =
+            strlen(g.listen) >= 2 && strcmp(g.listen + strlen(g.listen) - 2, ":0") == 0 ? addr : g.listen;
+        g.name_len = strlen(nm) < ORIGIN_NAME_MAX ? strlen(nm) : ORIGIN_NAME_MAX;
+        memcpy(g.name, nm, g.name_len);
+    }
+    sigs[0] = evsignal_new(g_workers[0].base, SIGTERM, signal_cb, NULL);
+    sigs[1] = evsignal_new(g_workers[0].base, SIGINT, signal_cb, NULL);
+    if (sigs[0] == NULL || sigs[1] == NULL || evsignal_add(sigs[0], NULL) < 0 ||
+        evsignal_add(sigs[1], NULL) < 0)
+        goto out;
+    printf("weir-origin %s listening on %s\n", g.name, addr);
+    fflush(stdout);
+    for (; started < g.threads; started++) {
+        if (pthread_create(&g_workers[started].thread, NULL, worker_main, &g_workers[started]) != 0) {
+            fprintf(stderr, "weir-origin: pthread_create failed\n");
+            signal_cb(0, 0, NULL);
+            break;
+        }
+    }
+    if (started == g.threads) {
+        event_base_dispatch(g_workers[0].base);
+        rc = 0;
+    }
+    for (int i = 1; i < started; i++)
+        pthread_join(g_workers[i].thread, NULL);
+out:
+    for (int i = 0; i < 2; i++) {
+        if (sigs[i] != NULL)
+            event_free(sigs[i]);
+    }
+    for (int i = 0; i < g.threads; i++) {
+        struct worker *w = &g_workers[i];
+        while (w->conns != NULL)
+            conn_free(w->conns);
+        if (w->listener != NULL)
+            evconnlistener_free(w->listener);
+        if (w->base != NULL)
+            event_base_free(w->base);
+    }
+    free(g_workers);
+    free(g_last.buf);
+    free(g_last_health.buf);
+    libevent_global_shutdown();
+    return rc;
+}
