@@ -5,7 +5,11 @@
  * the cursor for the first usable server, so servers that are down or
  * excluded are skipped without disturbing the cycle (a, b, c with b down
  * gives a, c, a, c, and b rejoins in its place when it comes back).
- * Weights are ignored; use weighted_round_robin for them.
+ * Weights are ignored; use weighted_round_robin for them. Slow start is
+ * honoured: a server ramping up (ramp_permille < 1000) earns ramp/1000 of a
+ * turn each time the cursor reaches it and takes the turn once it has a
+ * whole one, so its share grows linearly with the ramp while servers at full
+ * ramp keep the exact cyclic order.
  */
 #include "config.h"
 
@@ -14,13 +18,14 @@
 #include "weir/lb.h"
 
 struct lb_rr {
-    size_t n;    /* set size at init */
-    size_t next; /* index the next scan starts from */
+    size_t n;     /* set size at init */
+    size_t next;  /* index the next scan starts from */
+    int credit[]; /* per server: slow-start turn credit, in permille */
 };
 
 static void *lb_rr_init(const struct weir_server_set *set)
 {
-    struct lb_rr *st = calloc(1, sizeof(*st));
+    struct lb_rr *st = calloc(1, sizeof(*st) + set->n * sizeof(st->credit[0]));
     if (st == NULL)
         return NULL;
     st->n = set->n;
@@ -36,15 +41,28 @@ static struct weir_server *lb_rr_pick(void *state, const struct weir_server_set 
 
     if (n == 0)
         return NULL;
+    size_t fallback = n;
     idx = st->next < n ? st->next : 0;
     for (i = 0; i < n; i++) {
-        if (weir_lb_usable(set->v[idx], ctx)) {
-            st->next = idx + 1 < n ? idx + 1 : 0;
-            return set->v[idx];
+        struct weir_server *s = set->v[idx];
+        if (weir_lb_usable(s, ctx)) {
+            int ramp = atomic_load_explicit(&s->ramp_permille, memory_order_relaxed);
+            if (ramp >= 1000 || (st->credit[idx] += ramp) >= 1000) {
+                if (ramp < 1000)
+                    st->credit[idx] -= 1000;
+                st->next = idx + 1 < n ? idx + 1 : 0;
+                return s;
+            }
+            if (fallback == n)
+                fallback = idx;
         }
         idx = idx + 1 < n ? idx + 1 : 0;
     }
-    return NULL;
+    if (fallback == n)
+        return NULL;
+    /* Only ramping servers are usable and none had a whole turn yet. */
+    st->next = fallback + 1 < n ? fallback + 1 : 0;
+    return set->v[fallback];
 }
 
 static void lb_rr_destroy(void *state)

@@ -58,7 +58,8 @@ static int pool_build(struct weir_pool *p, const struct weir_conf_pool *cp, cons
             weir_server_retain(s);
             atomic_store(&s->weight, cs->weight);
         } else {
-            s = weir_server_new(cs->addr.text, (const struct sockaddr *)&cs->addr.ss, cs->addr.len, cs->weight);
+            s = weir_server_new(cs->addr.text, (const struct sockaddr *)&cs->addr.ss, cs->addr.len,
+                                cs->weight);
             if (s == NULL)
                 return -1;
             char key[512];

@@ -29,8 +29,8 @@
 #include "weir/worker.h"
 
 /* Output above this stops reading the other side (backpressure). */
-#define HWM (256 * 1024)
-#define LWM (64 * 1024)
+#define HWM       (256 * 1024)
+#define LWM       (64 * 1024)
 #define MAX_TRIES 12
 /* A non-idempotent request only goes on a kept-alive connection this fresh:
  * an older one may be closed by the server as we write, and such a request
@@ -55,8 +55,8 @@ struct weir_session {
     struct bufferevent *cbev;
     struct event *hdr_timer; /* client_header_ms deadline, created on first use */
     int state;
-    int close_after;  /* close the client connection after this exchange */
-    int in_head_loop; /* process_heads() is on the stack */
+    int close_after;             /* close the client connection after this exchange */
+    int in_head_loop;            /* process_heads() is on the stack */
     size_t scan_pos, scan_lines; /* request head resume point */
     char peer[INET6_ADDRSTRLEN];
     size_t peer_len;
@@ -196,6 +196,12 @@ static void sb_header(struct sbuf *b, const struct weir_http_header *h)
 
 /* Per-worker scratch for response heads (one thread, used synchronously). */
 static _Thread_local struct sbuf scratch;
+
+void weir_session_thread_exit(void)
+{
+    free(scratch.p);
+    scratch = (struct sbuf){0};
+}
 
 /* ---- lifecycle ---- */
 
@@ -371,14 +377,14 @@ static void log_request(struct weir_session *s)
             snprintf(ut, sizeof(ut), "%.6f", ut_s);
         else
             strcpy(ut, "null");
-        n = snprintf(line, sizeof(line),
-                     "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"uri\":\"%.*s\",\"proto\":\"%s\","
-                     "\"host\":\"%.*s\",\"status\":%d,\"bytes\":%llu,\"referer\":\"%.*s\",\"user_agent\":\"%.*s\","
-                     "\"pool\":\"%s\",\"upstream\":\"%s\",\"upstream_time\":%s,\"total_time\":%.6f,"
-                     "\"tries\":%d,\"request_id\":\"%s\"}\n",
-                     w->iso_time, s->peer, (int)a, em, (int)b, et, proto, (int)c, eh, s->status,
-                     (unsigned long long)s->bytes_out, (int)d, er, (int)e, eu, pool, up, ut, rt_s, s->ntried,
-                     s->rid);
+        n = snprintf(
+            line, sizeof(line),
+            "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"uri\":\"%.*s\",\"proto\":\"%s\","
+            "\"host\":\"%.*s\",\"status\":%d,\"bytes\":%llu,\"referer\":\"%.*s\",\"user_agent\":\"%.*s\","
+            "\"pool\":\"%s\",\"upstream\":\"%s\",\"upstream_time\":%s,\"total_time\":%.6f,"
+            "\"tries\":%d,\"request_id\":\"%s\"}\n",
+            w->iso_time, s->peer, (int)a, em, (int)b, et, proto, (int)c, eh, s->status,
+            (unsigned long long)s->bytes_out, (int)d, er, (int)e, eu, pool, up, ut, rt_s, s->ntried, s->rid);
     } else {
         char ut[32];
         if (ut_s >= 0)
@@ -389,8 +395,8 @@ static void log_request(struct weir_session *s)
                      "%s - - [%s] \"%.*s %.*s %s\" %d %llu \"%.*s\" \"%.*s\" host=\"%.*s\" pool=%s "
                      "upstream=%s upstream_time=%s total_time=%.3f tries=%d rid=%s\n",
                      s->peer, w->clf_time, (int)mn, m, (int)tn, t, proto, s->status,
-                     (unsigned long long)s->bytes_out, rn ? (int)rn : 1, rn ? r : "-", un ? (int)un : 1, un ? u : "-", (int)hn, h,
-                     pool, up, ut, rt_s, s->ntried, s->rid);
+                     (unsigned long long)s->bytes_out, rn ? (int)rn : 1, rn ? r : "-", un ? (int)un : 1,
+                     un ? u : "-", (int)hn, h, pool, up, ut, rt_s, s->ntried, s->rid);
     }
     if (n < 0)
         return;
@@ -1286,7 +1292,9 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
     /* A kept-alive connection the server closed while idle is not the
      * server's fault: no passive-health failure for it. */
     if (!stale)
-        note_outcome(s, !s->up_ready ? WEIR_OUTCOME_CONNECT : timeout ? WEIR_OUTCOME_TIMEOUT : WEIR_OUTCOME_RESET);
+        note_outcome(s, !s->up_ready ? WEIR_OUTCOME_CONNECT
+                        : timeout    ? WEIR_OUTCOME_TIMEOUT
+                                     : WEIR_OUTCOME_RESET);
     if (s->up_ready && timeout) {
         /* The server had the request: it may be acting on it. */
         fail_upstream(s, 504, "the server did not answer in time");

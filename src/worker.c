@@ -183,6 +183,7 @@ static void *worker_main(void *arg)
     weir_session_abort_all(w);
     weir_up_close_all_idle(w);
     weir_alog_flush(&w->alog);
+    weir_session_thread_exit();
     if (w->on_exit != NULL)
         w->on_exit(w);
     return NULL;

@@ -23,10 +23,10 @@
 
 #include "weir/core.h"
 
-#define WEIR_HTTP_MAX_HEADERS 128
-#define WEIR_HTTP_MAX_REQUEST_LINE 8192 /* longer request line -> 414 */
-#define WEIR_HTTP_MAX_CHUNK_LINE 4096   /* chunk-size line incl. extensions */
-#define WEIR_HTTP_MAX_TRAILERS 32768    /* bytes of trailer section */
+#define WEIR_HTTP_MAX_HEADERS      128
+#define WEIR_HTTP_MAX_REQUEST_LINE 8192  /* longer request line -> 414 */
+#define WEIR_HTTP_MAX_CHUNK_LINE   4096  /* chunk-size line incl. extensions */
+#define WEIR_HTTP_MAX_TRAILERS     32768 /* bytes of trailer section */
 
 enum weir_http_method {
     WEIR_HTTP_OTHER = 0, /* a valid token we do not know: forwarded as is */
@@ -56,15 +56,16 @@ enum weir_http_target_form {
 };
 
 /* msg->flags bits */
-#define WEIR_HTTP_F_KEEPALIVE 0x0001u  /* connection persists after this message */
-#define WEIR_HTTP_F_CONN_CLOSE 0x0002u /* "Connection: close" was present */
-#define WEIR_HTTP_F_EXPECT_100 0x0004u /* request: "Expect: 100-continue" */
-#define WEIR_HTTP_F_UPGRADE 0x0008u    /* Connection lists "upgrade" and Upgrade present */
+#define WEIR_HTTP_F_KEEPALIVE   0x0001u /* connection persists after this message */
+#define WEIR_HTTP_F_CONN_CLOSE  0x0002u /* "Connection: close" was present */
+#define WEIR_HTTP_F_EXPECT_100  0x0004u /* request: "Expect: 100-continue" */
+#define WEIR_HTTP_F_UPGRADE     0x0008u /* Connection lists "upgrade" and Upgrade present */
 #define WEIR_HTTP_F_TE_TRAILERS 0x0010u /* request: "TE: trailers" */
 
 /* header->flags bits: which headers are hop-by-hop (never forwarded as is) */
-#define WEIR_HDR_F_HOP 0x01u          /* Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Transfer-Encoding */
-#define WEIR_HDR_F_CONN_LISTED 0x02u  /* named by a token in the Connection header */
+#define WEIR_HDR_F_HOP                                                                                       \
+    0x01u /* Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Transfer-Encoding */
+#define WEIR_HDR_F_CONN_LISTED 0x02u /* named by a token in the Connection header */
 
 struct weir_http_header {
     const char *name;
@@ -81,10 +82,10 @@ struct weir_http_msg {
     int method_id; /* enum weir_http_method */
     const char *target;
     size_t target_len;
-    int target_form;         /* enum weir_http_target_form */
-    const char *path;        /* origin-form part of target ("/..."), also for absolute-form */
+    int target_form;  /* enum weir_http_target_form */
+    const char *path; /* origin-form part of target ("/..."), also for absolute-form */
     size_t path_len;
-    const char *authority;   /* absolute-form or authority-form host[:port], else NULL */
+    const char *authority; /* absolute-form or authority-form host[:port], else NULL */
     size_t authority_len;
 
     /* status line */
@@ -98,10 +99,10 @@ struct weir_http_msg {
     size_t nheaders;
     int host_idx; /* index of the Host header, or -1 */
 
-    size_t head_len;      /* bytes of the head, through the empty line */
-    int body;             /* enum weir_http_body */
+    size_t head_len; /* bytes of the head, through the empty line */
+    int body;        /* enum weir_http_body */
     uint64_t content_length;
-    unsigned flags;       /* WEIR_HTTP_F_* */
+    unsigned flags; /* WEIR_HTTP_F_* */
 
     /* On WEIR_ERROR: the status to answer (400, 414, 431, 501, 505) and a
      * short static text for the log. */
@@ -111,6 +112,10 @@ struct weir_http_msg {
     /* Internal resume point: bytes already scanned for the end of the head.
      * weir_http_msg_reset() clears it. */
     size_t scan_pos;
+    /* Internal: lines ended so far during that scan, so that more than
+     * WEIR_HTTP_MAX_HEADERS fields is refused before the head is complete.
+     * weir_http_msg_reset() clears it. */
+    size_t scan_lines;
 };
 
 /* Clear a message before parsing a new one. */

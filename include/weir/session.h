@@ -22,6 +22,9 @@ void weir_session_accept(struct weir_worker *w, evutil_socket_t fd, const struct
  * exchange. */
 void weir_session_drain_all(struct weir_worker *w);
 
+/* Free the calling worker thread's scratch buffers (at thread exit). */
+void weir_session_thread_exit(void);
+
 /* Drain timeout passed: abort every session. */
 void weir_session_abort_all(struct weir_worker *w);
 

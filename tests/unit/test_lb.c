@@ -338,6 +338,42 @@ static void test_wrr_skips_unusable(void **unused)
     fx_free(&f);
 }
 
+/* round_robin honours slow start: a ramping server gets a share that grows
+ * with its ramp, servers at full ramp keep the exact cycle. */
+static void test_rr_slow_start(void **unused)
+{
+    struct fx f;
+    struct weir_lb_ctx ctx = {0};
+    long counts[MAXS];
+    char seq[16];
+    void *st;
+
+    fx_make(&f, 2, NULL);
+    st = weir_lb_round_robin.init(&f.set);
+    atomic_store(&f.s[1]->ramp_permille, 0);
+    pick_counts(&weir_lb_round_robin, st, &f, &ctx, 1000, counts);
+    assert_int_equal(counts[1], 0);
+    atomic_store(&f.s[1]->ramp_permille, 250);
+    pick_counts(&weir_lb_round_robin, st, &f, &ctx, 1000, counts);
+    assert_in_range(counts[1], 150, 300);
+    long quarter = counts[1];
+    atomic_store(&f.s[1]->ramp_permille, 500);
+    pick_counts(&weir_lb_round_robin, st, &f, &ctx, 1000, counts);
+    assert_in_range(counts[1], 250, 400);
+    assert_true(counts[1] > quarter);
+    atomic_store(&f.s[1]->ramp_permille, 1000);
+    weir_lb_round_robin.destroy(st);
+    st = weir_lb_round_robin.init(&f.set);
+    pick_seq(&weir_lb_round_robin, st, &f, &ctx, seq, 6);
+    assert_string_equal(seq, "ababab");
+    /* only a ramping server usable: it is still returned */
+    atomic_store(&f.s[1]->ramp_permille, 10);
+    set_state(f.s[0], WEIR_SRV_DOWN);
+    assert_ptr_equal(weir_lb_round_robin.pick(st, &f.set, &ctx), f.s[1]);
+    weir_lb_round_robin.destroy(st);
+    fx_free(&f);
+}
+
 static void test_wrr_slow_start(void **unused)
 {
     struct fx f;
@@ -984,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_rr_sequence),
         cmocka_unit_test(test_rr_skips_down),
         cmocka_unit_test(test_rr_excluded),
+        cmocka_unit_test(test_rr_slow_start),
         cmocka_unit_test(test_wrr_smooth_5_1_1),
         cmocka_unit_test(test_wrr_1_3_exact),
         cmocka_unit_test(test_wrr_skips_unusable),
