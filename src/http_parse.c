@@ -754,9 +754,11 @@ static int parse_request_head(struct weir_http_msg *m, const char *buf, size_t s
     v = tend + 1;
     if (eol - v != 8 || memcmp(v, "HTTP/", 5) != 0 || !CT(v[5], C_DIGIT) || v[6] != '.' || !CT(v[7], C_DIGIT))
         return fail(m, 400, "invalid HTTP version");
-    if (v[5] != '1' || (v[7] != '0' && v[7] != '1'))
+    if (v[5] != '1')
         return fail(m, 505, "unsupported HTTP version");
-    m->version = v[7] == '1' ? 11 : 10;
+    /* RFC 9110 2.5: a higher minor version is processed as the highest one
+     * we implement (1.1); the upstream request is 1.1 anyway. */
+    m->version = v[7] == '0' ? 10 : 11;
 
     memset(&hi, 0, sizeof(hi));
     if ((rc = parse_fields(m, lf + 1, hend, 1, &hi)) != WEIR_OK)

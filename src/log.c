@@ -14,7 +14,8 @@
 
 static int error_fd = 2;
 static _Atomic int log_level = WEIR_LOG_INFO;
-static int access_fd = 2;
+static int access_fd = -1;          /* set once before workers start */
+static _Atomic int access_on = 0;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
@@ -88,37 +89,62 @@ void weir_log(int level, const char *fmt, ...)
     write_all(error_fd, line, n);
 }
 
+/*
+ * The access log keeps one private descriptor number for the life of the
+ * process; reopening (SIGHUP, log rotation) points that number at the new
+ * file with dup2(), which is atomic for the workers writing to it, so no
+ * worker can ever write to a closed or reused descriptor. "off" only flips
+ * a flag.
+ */
 int weir_alog_open_target(const char *spec)
 {
     int fd = open_target(spec);
     if (fd == -2)
         return -1;
-    if (access_fd > 2)
-        close(access_fd);
-    access_fd = fd;
+    if (fd == -1) {
+        atomic_store(&access_on, 0);
+        return 0;
+    }
+    int nfd = dup(fd); /* a fresh number we own, even for stdout/stderr */
+    if (fd > 2)
+        close(fd);
+    if (nfd < 0)
+        return -1;
+    if (access_fd < 0) {
+        access_fd = nfd; /* first open, before any worker runs */
+    } else {
+        if (dup2(nfd, access_fd) < 0) {
+            close(nfd);
+            return -1;
+        }
+        close(nfd);
+    }
+    atomic_store(&access_on, 1);
     return 0;
 }
 
 int weir_alog_fd(void)
 {
-    return access_fd;
+    return atomic_load_explicit(&access_on, memory_order_relaxed) ? access_fd : -1;
 }
 
 void weir_alog_flush(struct weir_alog *a)
 {
-    if (a->len > 0 && access_fd >= 0)
-        write_all(access_fd, a->buf, a->len);
+    int fd = weir_alog_fd();
+    if (a->len > 0 && fd >= 0)
+        write_all(fd, a->buf, a->len);
     a->len = 0;
 }
 
 void weir_alog_append(struct weir_alog *a, const char *line, size_t n)
 {
-    if (access_fd < 0)
+    int fd = weir_alog_fd();
+    if (fd < 0)
         return;
     if (a->len + n > sizeof(a->buf))
         weir_alog_flush(a);
     if (n > sizeof(a->buf)) {
-        write_all(access_fd, line, n);
+        write_all(fd, line, n);
         return;
     }
     memcpy(a->buf + a->len, line, n);

@@ -409,9 +409,13 @@ static void log_request(struct weir_session *s)
 
 /* ---- ending an exchange ---- */
 
+/* Waiting for a request: a new connection must send its first head within
+ * client_header_ms (no free ride for connections that never speak); a
+ * kept-alive one may idle for idle_ms between requests. */
 static void arm_idle(struct weir_session *s)
 {
-    bufferevent_set_timeouts(s->cbev, s->w->tv_idle, s->w->tv_idle);
+    const struct timeval *rd = s->nreq == 0 ? s->w->tv_header : s->w->tv_idle;
+    bufferevent_set_timeouts(s->cbev, rd, s->w->tv_idle);
 }
 
 /*
@@ -659,7 +663,7 @@ static int dispatch(struct weir_session *s, struct weir_http_msg *m)
     s->idempotent = is_idempotent(m->method_id);
     s->req_body = m->body;
     s->req_left = m->content_length;
-    s->req_done = m->body == WEIR_BODY_NONE;
+    s->req_done = m->body == WEIR_BODY_NONE || (m->body == WEIR_BODY_LENGTH && m->content_length == 0);
     weir_chunked_init(&s->req_chunk);
     s->close_after = !(m->flags & WEIR_HTTP_F_KEEPALIVE);
 
@@ -1078,7 +1082,7 @@ static int pump_response_body(struct weir_session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->up->bev);
     struct evbuffer *out = bufferevent_get_output(s->cbev);
-    int done = s->resp_body == WEIR_BODY_NONE;
+    int done = s->resp_body == WEIR_BODY_NONE || (s->resp_body == WEIR_BODY_LENGTH && s->resp_left == 0);
     while (!done) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)

@@ -235,7 +235,8 @@ static const struct req_row req_rows[] = {
     ROK("leading LF skipped", "\n\nGET /" H11 "\r\n", GET, 11, B_NONE, 0, F_KA, T_ORIG),
     RERR("leading bare CR", "\rGET /" H11 "\r\n", 400),
     RERR("leading SP", " GET /" H11 "\r\n", 400),
-    RERR("HTTP/1.2 is 505", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
+    ROK("HTTP/1.2 is served as 1.1 (RFC 9110 2.5)", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", GET, 11, B_NONE, 0, F_KA,
+        T_ORIG),
     RERR("HTTP/2.0 is 505", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     RERR("HTTP/0.9 is 505", "GET / HTTP/0.9\r\n\r\n", 505),
     RERR("HTTP/1 malformed", "GET / HTTP/1\r\nHost: a\r\n\r\n", 400),
@@ -975,7 +976,7 @@ static void test_error_texts(void **state)
         {"GET / HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n", "invalid character in header value"},
         {"GET / HTTP/1.1\r\n\r\n", "missing Host"},
         {"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", "duplicate Host"},
-        {"GET / HTTP/1.3\r\nHost: a\r\n\r\n", "unsupported HTTP version"},
+        {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "unsupported HTTP version"},
         {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", "unsupported Transfer-Encoding"},
     };
     struct weir_http_msg m;
