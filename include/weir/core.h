@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WEIR_OK 0
-#define WEIR_ERROR (-1)
-#define WEIR_AGAIN (-2)
+#define WEIR_OK       0
+#define WEIR_ERROR    (-1)
+#define WEIR_AGAIN    (-2)
 #define WEIR_DECLINED (-3)
 
 /* Upper bound on worker threads; per-worker arrays are sized by it. */

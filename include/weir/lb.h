@@ -25,7 +25,7 @@ struct weir_lb_ctx {
     uint64_t hash;                      /* policy hash: key hash (weir_lb_hash64) */
     struct weir_server *const *exclude; /* servers already tried for this request */
     size_t nexclude;
-    int ignore_health;                  /* panic mode: consider servers in any state but MAINT */
+    int ignore_health; /* panic mode: consider servers in any state but MAINT */
 };
 
 struct weir_lb_ops {
@@ -33,7 +33,8 @@ struct weir_lb_ops {
     /* Build one worker's state for `set`. Returns NULL on allocation failure. */
     void *(*init)(const struct weir_server_set *set);
     /* Pick an available, non-excluded server or NULL when there is none. */
-    struct weir_server *(*pick)(void *state, const struct weir_server_set *set, const struct weir_lb_ctx *ctx);
+    struct weir_server *(*pick)(void *state, const struct weir_server_set *set,
+                                const struct weir_lb_ctx *ctx);
     /* The request given to `s` has finished (optional, may be NULL). */
     void (*release)(void *state, struct weir_server *s);
     /* Weights or states changed; rebuild cached data (optional, may be NULL). */

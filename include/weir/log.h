@@ -23,8 +23,8 @@ void weir_log_set_level(int level);
 void weir_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define weir_log_debug(...) weir_log(WEIR_LOG_DEBUG, __VA_ARGS__)
-#define weir_log_info(...) weir_log(WEIR_LOG_INFO, __VA_ARGS__)
-#define weir_log_warn(...) weir_log(WEIR_LOG_WARN, __VA_ARGS__)
+#define weir_log_info(...)  weir_log(WEIR_LOG_INFO, __VA_ARGS__)
+#define weir_log_warn(...)  weir_log(WEIR_LOG_WARN, __VA_ARGS__)
 #define weir_log_error(...) weir_log(WEIR_LOG_ERROR, __VA_ARGS__)
 
 /* Access log target shared by all workers: opened from the config's

@@ -25,16 +25,16 @@ struct weir_pool {
     const struct weir_conf_pool *conf; /* points into the snapshot's conf */
     const char *name;
     const struct weir_lb_ops *lb;
-    struct weir_server_set set;           /* retained servers */
-    void *lb_state[WEIR_MAX_WORKERS];     /* one per worker, [0..nworkers) */
-    void *stats;                          /* struct weir_stats of this pool (registry-owned) */
+    struct weir_server_set set;       /* retained servers */
+    void *lb_state[WEIR_MAX_WORKERS]; /* one per worker, [0..nworkers) */
+    void *stats;                      /* struct weir_stats of this pool (registry-owned) */
 };
 
 enum weir_route_host { WEIR_ROUTE_ANY = 0, WEIR_ROUTE_EXACT, WEIR_ROUTE_SUFFIX };
 
 struct weir_route {
-    int host_kind;       /* enum weir_route_host */
-    const char *host;    /* exact host, or ".suffix" for "*.suffix" */
+    int host_kind;    /* enum weir_route_host */
+    const char *host; /* exact host, or ".suffix" for "*.suffix" */
     size_t host_len;
     const char *prefix;
     size_t prefix_len;

@@ -27,8 +27,8 @@ struct weir_upconn {
     TAILQ_ENTRY(weir_upconn) srv_link; /* in server->idle[w->id] while idle */
     TAILQ_ENTRY(weir_upconn) all_link; /* in w->idle_all while idle */
     uint64_t idle_since_us;
-    unsigned nreq;  /* requests this connection has carried */
-    int connected;  /* the TCP connect completed */
+    unsigned nreq; /* requests this connection has carried */
+    int connected; /* the TCP connect completed */
 };
 
 struct weir_server_idle {

@@ -26,9 +26,9 @@ struct weir_session;
 struct weir_upconn;
 
 /* worker->cmd values (main thread -> worker) */
-#define WEIR_WCMD_NONE 0
+#define WEIR_WCMD_NONE  0
 #define WEIR_WCMD_DRAIN 1 /* stop accepting, finish in-flight, then exit */
-#define WEIR_WCMD_STOP 2  /* drain timeout passed: close everything now */
+#define WEIR_WCMD_STOP  2 /* drain timeout passed: close everything now */
 
 struct weir_worker {
     int id;
@@ -42,7 +42,7 @@ struct weir_worker {
 
     /* cross-thread */
     _Atomic int cmd;
-    struct event *notify; /* event_active()'d by the main thread */
+    struct event *notify;                   /* event_active()'d by the main thread */
     void (*on_exit)(struct weir_worker *w); /* called on the worker thread when its loop ends */
 
     int draining;
