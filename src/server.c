@@ -29,6 +29,12 @@ struct weir_server *weir_server_new(const char *address, const struct sockaddr *
     atomic_init(&s->ramp_permille, 1000);
     atomic_init(&s->active, 0);
     atomic_init(&s->refcnt, 1);
+    atomic_init(&s->admin_state, 0); /* WEIR_ADMIN_READY */
+    atomic_init(&s->health_state, WEIR_SRV_UP);
+    atomic_init(&s->passive_fails, 0);
+    atomic_init(&s->eject_until_ms, 0);
+    atomic_init(&s->ejections, 0);
+    atomic_init(&s->eject_level, 0);
     return s;
 }
 

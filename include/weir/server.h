@@ -34,21 +34,23 @@ struct weir_server {
     char *address;                /* "host:port" as configured, NUL-terminated */
     struct sockaddr_storage addr; /* resolved at config time */
     socklen_t addrlen;
-    unsigned id;                  /* unique for the process lifetime */
+    unsigned id; /* unique for the process lifetime */
 
-    _Atomic int weight;           /* configured weight, >= 1 */
-    _Atomic int state;            /* enum weir_server_state */
-    _Atomic int ramp_permille;    /* slow start: 0..1000 share of weight; 1000 = full */
-    _Atomic long active;          /* requests in flight, all workers */
+    _Atomic int weight;        /* configured weight, >= 1 */
+    _Atomic int state;         /* enum weir_server_state */
+    _Atomic int ramp_permille; /* slow start: 0..1000 share of weight; 1000 = full */
+    _Atomic long active;       /* requests in flight, all workers */
     _Atomic unsigned refcnt;
 
     /* Health (health.c): admin and health states combine into `state`;
      * the passive counters are updated by workers lock-free. */
-    _Atomic int admin_state;           /* enum weir_admin_state */
-    _Atomic int health_state;          /* WEIR_SRV_UP, DOWN or EJECTED */
-    _Atomic int passive_fails;         /* consecutive failed exchanges */
-    _Atomic long long eject_until_ms;  /* monotonic ms when an ejection ends */
-    _Atomic int ejections;             /* times ejected (eject time grows with it) */
+    _Atomic int admin_state;          /* enum weir_admin_state */
+    _Atomic int health_state;         /* WEIR_SRV_UP, DOWN or EJECTED */
+    _Atomic int passive_fails;        /* consecutive failed exchanges */
+    _Atomic long long eject_until_ms; /* monotonic ms when an ejection ends */
+    _Atomic int ejections;            /* times ejected (for the stats) */
+    _Atomic int eject_level;          /* eject time is eject_ms * 2^(level-1); +1 per
+                                       * ejection, -1 per max_eject_ms spent up */
 
     /* Per-worker data, each slot touched only by its worker thread. */
     struct weir_server_idle *idle[WEIR_MAX_WORKERS];
