@@ -1183,6 +1183,10 @@ static const struct key admin_keys[] = {
     KEY_FN("token", K_STR, 0, struct weir_conf, admin.token, key_visible),
 };
 
+static const struct key stats_keys[] = {
+    KEY_BOOL("enabled", struct weir_conf, stats.enabled),
+};
+
 static const struct key top_keys[] = {
     KEY_CALL("workers", K_ANY, 0, key_workers),
     KEY_CALL("listen", K_LIST, KF_REQUIRED, key_listen),
@@ -1192,6 +1196,7 @@ static const struct key top_keys[] = {
     KEY_CALL("pools", K_LIST, KF_REQUIRED, key_pools),
     KEY_CALL("routes", K_LIST, KF_REQUIRED, key_routes),
     KEY_GROUP("admin", admin_keys, admin_post),
+    KEY_GROUP("stats", stats_keys, NULL),
 };
 
 static void conf_defaults(struct loader *L, struct weir_conf *c)
@@ -1211,6 +1216,7 @@ static void conf_defaults(struct loader *L, struct weir_conf *c)
     c->log.format = WEIR_LOG_COMBINED;
     c->log.level = WEIR_LOG_INFO;
     c->log.error = xstrdup(L, "stderr");
+    c->stats.enabled = 1;
     c->admin.enabled = 0;
     if (set_addr_default(L, &c->admin.addr, "127.0.0.1:9901") < 0)
         L->oom = 1;

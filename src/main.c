@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "weir/admin.h"
 #include "weir/conf.h"
 #include "weir/health.h"
 #include "weir/log.h"
@@ -98,38 +99,55 @@ static int same_listens(const struct weir_conf *a, const struct weir_conf *b)
     return 1;
 }
 
-static void reload_cb(evutil_socket_t sig, short what, void *arg)
+/*
+ * Reload the configuration from M.conf_path (SIGHUP, admin POST /reload).
+ * Returns 0, or -1 with the "FILE:LINE: message" errors in errs (none when
+ * weir is stopping or out of memory). The running configuration stays on
+ * failure. Control thread.
+ */
+static int reload_conf(void *arg, struct weir_conf_errors *errs)
 {
     if (M.stopping)
-        return;
-    struct weir_conf_errors errs = {0};
-    struct weir_conf *conf = weir_conf_load(M.conf_path, &errs);
+        return -1;
+    struct weir_conf *conf = weir_conf_load(M.conf_path, errs);
     if (conf == NULL) {
-        for (size_t i = 0; i < errs.n; i++)
-            weir_log_error("reload refused: %s", errs.msgs[i]);
-        weir_log_error("reload refused: %zu error(s), the running configuration stays", errs.n);
-        weir_conf_errors_free(&errs);
-        return;
+        for (size_t i = 0; i < errs->n; i++)
+            weir_log_error("reload refused: %s", errs->msgs[i]);
+        weir_log_error("reload refused: %zu error(s), the running configuration stays", errs->n);
+        return -1;
     }
     struct weir_rt *old = weir_rt_current();
     if (!same_listens(old->conf, conf))
         weir_log_warn("reload: listen addresses changed; they take effect at the next restart");
     if (conf->workers != M.nworkers)
         weir_log_warn("reload: workers changed; it takes effect at the next restart");
+    if (conf->admin.enabled != old->conf->admin.enabled ||
+        (conf->admin.enabled && strcmp(conf->admin.addr.text, old->conf->admin.addr.text) != 0))
+        weir_log_warn("reload: the admin address changed; it takes effect at the next restart");
     struct weir_rt *rt = weir_rt_build(conf, old, M.nworkers);
     weir_rt_release(old);
     if (rt == NULL) {
         weir_log_error("reload refused: out of memory");
         weir_conf_free(conf);
-        return;
+        return -1;
     }
     weir_log_set_level(conf->log.level);
     if (weir_alog_open_target(conf->log.access) != 0)
         weir_log_error("reload: cannot open the access log; keeping the previous one");
+    weir_stats_set_enabled(conf->stats.enabled);
     weir_rt_publish(rt);
     weir_health_sync(rt);
+    weir_admin_reloaded(); /* runtime API changes end here */
     weir_log_info("configuration reloaded from %s (%zu pools, %zu routes)", M.conf_path, conf->npools,
                   conf->nroutes);
+    return 0;
+}
+
+static void reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct weir_conf_errors errs = {0};
+    reload_conf(NULL, &errs);
+    weir_conf_errors_free(&errs);
 }
 
 int main(int argc, char **argv)
@@ -188,6 +206,7 @@ int main(int argc, char **argv)
         weir_conf_free(conf);
         return 1;
     }
+    weir_stats_set_enabled(conf->stats.enabled);
     struct weir_rt *rt = weir_rt_build(conf, NULL, M.nworkers);
     if (rt == NULL) {
         weir_log_error("out of memory");
@@ -230,6 +249,16 @@ int main(int argc, char **argv)
         }
         started++;
     }
+    if (conf->admin.enabled) {
+        struct weir_admin_opts ao = {
+            .conf = conf, .nworkers = M.nworkers, .reload = reload_conf, .reload_arg = NULL};
+        if (weir_admin_start(M.base, &ao) != 0) {
+            for (int j = 0; j < started; j++)
+                weir_worker_command(M.workers[j], WEIR_WCMD_STOP);
+            event_base_dispatch(M.base);
+            goto out_sigs;
+        }
+    }
     char addrs[512] = "";
     for (size_t i = 0; i < conf->nlistens; i++) {
         size_t n = strlen(addrs);
@@ -241,6 +270,7 @@ int main(int argc, char **argv)
     weir_log_info("weir stopped");
     rc = 0;
 out_sigs:
+    weir_admin_stop();
     for (int i = 0; i < 3; i++)
         event_free(sigs[i]);
 out:
@@ -252,8 +282,8 @@ out:
     if (M.drain_timer != NULL)
         event_free(M.drain_timer);
     event_free(M.worker_done);
+    weir_health_stop(); /* its events live on M.base */
     event_base_free(M.base);
-    weir_health_stop();
     weir_rt_publish(NULL); /* drop the last snapshot */
     weir_stats_shutdown();
     libevent_global_shutdown();

@@ -35,17 +35,17 @@ struct weir_conf_server {
     int line;
 };
 
-struct weir_conf_health { /* pool.health; type NONE when the group is absent */
-    int type;             /* enum weir_check_type */
-    char *path;           /* default "/health" */
-    char *method;         /* default "GET" */
-    char *host;           /* Host header; NULL = server address */
+struct weir_conf_health {                   /* pool.health; type NONE when the group is absent */
+    int type;                               /* enum weir_check_type */
+    char *path;                             /* default "/health" */
+    char *method;                           /* default "GET" */
+    char *host;                             /* Host header; NULL = server address */
     int expect_status_lo, expect_status_hi; /* default 200-399 */
-    char *expect_body;    /* substring, NULL = any */
-    int interval_ms;      /* default 1000 */
-    int timeout_ms;       /* default 500, must be < interval_ms... or <= */
-    int jitter_pct;       /* default 10, 0..50 */
-    int rise, fall;       /* default 2, 3 */
+    char *expect_body;                      /* substring, NULL = any */
+    int interval_ms;                        /* default 1000 */
+    int timeout_ms;                         /* default 500, must be < interval_ms... or <= */
+    int jitter_pct;                         /* default 10, 0..50 */
+    int rise, fall;                         /* default 2, 3 */
 };
 
 struct weir_conf_passive { /* pool.passive; enabled = 0 when absent */
@@ -59,10 +59,10 @@ struct weir_conf_passive { /* pool.passive; enabled = 0 when absent */
 
 struct weir_conf_pool {
     char *name;
-    char *policy; /* validated: weir_lb_find(policy) != NULL */
-    int hash_key; /* enum weir_hash_key, default URI */
+    char *policy;      /* validated: weir_lb_find(policy) != NULL */
+    int hash_key;      /* enum weir_hash_key, default URI */
     char *hash_header; /* lower-cased NAME for "header:NAME" */
-    int retries;  /* default 2, 0..10 */
+    int retries;       /* default 2, 0..10 */
     struct weir_conf_server *servers;
     size_t nservers;
     struct weir_conf_health health;
@@ -103,8 +103,8 @@ struct weir_conf {
     } timeouts;
 
     struct {
-        size_t header_bytes;     /* default 32768, 1024..1048576 */
-        int max_connections;     /* default 20000 (all workers) */
+        size_t header_bytes;          /* default 32768, 1024..1048576 */
+        int max_connections;          /* default 20000 (all workers) */
         int upstream_idle_per_server; /* default 64 per worker */
     } limits;
 
@@ -121,6 +121,13 @@ struct weir_conf {
     size_t nroutes;
 
     struct weir_conf_admin admin;
+
+    struct {
+        int enabled; /* default 1; 0 turns request statistics off (overhead measurement) */
+    } stats;
+
+    /* NOTE: conf_edit.c (weir_conf_dup) deep-copies this struct for the
+     * runtime API: a new pointer field must be copied there too. */
 };
 
 /* Error list filled by the loader: each entry is "FILE:LINE: message". */

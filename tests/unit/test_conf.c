@@ -685,6 +685,23 @@ static void test_error_admin_token(void **state)
     unload(&ld);
 }
 
+static void test_stats_key(void **state)
+{
+    struct loaded ld;
+    struct weir_conf *c = load_ok(&ld, LISTEN POOLS ROUTES);
+    assert_int_equal(c->stats.enabled, 1); /* default on */
+    unload(&ld);
+    c = load_ok(&ld, LISTEN POOLS ROUTES "stats = { enabled = false; };\n");
+    assert_int_equal(c->stats.enabled, 0);
+    unload(&ld);
+    c = load_ok(&ld, LISTEN POOLS ROUTES "stats = { enabled = true; };\n");
+    assert_int_equal(c->stats.enabled, 1);
+    unload(&ld);
+    expect_one_error(LISTEN POOLS ROUTES "stats = { enabled = 0; };\n",
+                     "4: stats.enabled must be a boolean (true or false) (got the integer 0)");
+    expect_one_error(LISTEN POOLS ROUTES "stats = { on = true; };\n", "4: unknown key 'on' in stats");
+}
+
 static void test_error_hash_key(void **state)
 {
     expect_one_error(
@@ -908,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_error_duplicates),
         cmocka_unit_test(test_error_missing_sections),
         cmocka_unit_test(test_error_admin_token),
+        cmocka_unit_test(test_stats_key),
         cmocka_unit_test(test_error_hash_key),
         cmocka_unit_test(test_error_health),
         cmocka_unit_test(test_error_passive),

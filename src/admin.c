@@ -1,0 +1,1016 @@
+/*
+ * admin.c - the admin endpoint: listener, authentication, request routing,
+ * and the read endpoints (/stats JSON, /metrics Prometheus text, /dashboard,
+ * /healthz). The runtime API handlers live in admin_api.c.
+ *
+ * GET /stats answers (COUNTERS and LAT are flattened/nested as shown; times
+ * in ms; ?window=10s|60s|all keeps one key in latency_ms and ttfb_ms):
+ *
+ *   { "version", "uptime_s", "workers", "time_ms",
+ *     "global": { COUNTERS, "connections": { "client_active", "client_idle",
+ *                                            "upstream_active", "upstream_idle" } },
+ *     "pools": [ { "name", "policy", "panic", COUNTERS,
+ *                  "servers": [ { "address", "state", "admin_state", "weight",
+ *                                 "effective_weight", "active", "errors", COUNTERS,
+ *                                 "health": { "checked", "last_ok", "last_status",
+ *                                             "last_detail", "last_ms", "last_at_ms",
+ *                                             "ejections", "slow_start_pct" } } ] } ],
+ *     "routes": [ { "host", "path_prefix", "pool", COUNTERS } ] }
+ *   COUNTERS = "requests", "responses": {"1xx".."5xx","other"},
+ *              "upstream_errors": {"connect","timeout","reset","5xx"}, "retries",
+ *              "bytes_in", "bytes_out", "rps": {"1s","10s","60s"},
+ *              "latency_ms": {"10s": LAT, "60s": LAT, "all": LAT}, "ttfb_ms": {...}
+ *   LAT = {"count","p50","p90","p95","p99","p999","max","mean"}
+ *
+ * Control thread only.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/queue.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "weir/admin.h"
+#include "weir/health.h"
+#include "weir/log.h"
+#include "weir/server.h"
+
+/* The dashboard page, embedded by src/dashboard_asset.S (.incbin). */
+extern const char weir_dashboard_html[];
+extern const unsigned long long weir_dashboard_html_size;
+
+#define ADMIN_MAX_BODY    65536
+#define ADMIN_MAX_HEADERS 16384
+#define ADMIN_TIMEOUT_S   30
+#define JSON_FLAGS        (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+static struct {
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    int loopback; /* listening on a loopback address: reads need no token */
+    int started;
+} A;
+
+static const char *const win_names[] = {
+    [WEIR_WIN_10S] = "10s", [WEIR_WIN_60S] = "60s", [WEIR_WIN_ALL] = "all"};
+static const char *const class_names[WEIR_CLASS_N] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
+static const char *const uperr_names[] = {[WEIR_UPERR_CONNECT] = "connect",
+                                          [WEIR_UPERR_TIMEOUT] = "timeout",
+                                          [WEIR_UPERR_RESET] = "reset",
+                                          [WEIR_UPERR_5XX] = "5xx"};
+static const char *const rate_names[WEIR_RATE_N] = {"1s", "10s", "60s"};
+
+static const char *admin_state_name(int st)
+{
+    switch (st) {
+    case WEIR_ADMIN_READY:
+        return "ready";
+    case WEIR_ADMIN_DRAIN:
+        return "drain";
+    case WEIR_ADMIN_MAINT:
+        return "maint";
+    }
+    return "unknown";
+}
+
+/* x rounded to 3 decimals (microseconds when x is in ms). */
+static double r3(double x)
+{
+    return round(x * 1000.0) / 1000.0;
+}
+
+/* ---- JSON rendering ---- */
+
+/* json_object_set_new that records failure. */
+static void oset(json_t *o, const char *k, json_t *v, int *bad)
+{
+    if (v == NULL || json_object_set_new(o, k, v) != 0)
+        *bad = 1;
+}
+
+json_t *weir_admin_lat_json(const struct weir_hist *h)
+{
+    static const struct {
+        const char *name;
+        double q;
+    } qs[] = {{"p50", 50}, {"p90", 90}, {"p95", 95}, {"p99", 99}, {"p999", 99.9}};
+    uint64_t n = weir_hist_count(h);
+    json_t *o = json_object();
+    int bad = 0;
+
+    if (o == NULL)
+        return NULL;
+    oset(o, "count", json_integer((json_int_t)n), &bad);
+    for (size_t i = 0; i < WEIR_ARRAY_LEN(qs); i++)
+        oset(o, qs[i].name, json_real(r3((double)weir_hist_percentile(h, qs[i].q) / 1000.0)), &bad);
+    oset(o, "max", json_real(r3((double)weir_hist_max(h) / 1000.0)), &bad);
+    oset(o, "mean", json_real(n ? r3((double)weir_hist_sum(h) / (double)n / 1000.0) : 0.0), &bad);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* {"10s": LAT, ...} for one latency of st; scratch is a caller-owned hist. */
+static json_t *lat_windows_json(const struct weir_stats *st, int lat, uint64_t now_s, int windows,
+                                struct weir_hist *scratch)
+{
+    json_t *o = json_object();
+    int bad = 0;
+
+    if (o == NULL)
+        return NULL;
+    for (int w = WEIR_WIN_10S; w <= WEIR_WIN_ALL; w++) {
+        if (windows != WEIR_ADMIN_ALL_WINDOWS && windows != w)
+            continue;
+        weir_hist_init(scratch);
+        weir_stats_read_latency(st, lat, w, now_s, scratch);
+        oset(o, win_names[w], weir_admin_lat_json(scratch), &bad);
+    }
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static uint64_t errors_sum(const struct weir_stats_counters *c)
+{
+    uint64_t n = 0;
+    for (int k = WEIR_UPERR_CONNECT; k <= WEIR_UPERR_5XX; k++)
+        n += c->upstream_errors[k];
+    return n;
+}
+
+static int add_counters(json_t *o, const struct weir_stats *st, const struct weir_stats_counters *c,
+                        uint64_t now_s, int windows, struct weir_hist *scratch)
+{
+    json_t *resp = json_object(), *err = json_object(), *rps = json_object();
+    int bad = resp == NULL || err == NULL || rps == NULL;
+
+    oset(o, "requests", json_integer((json_int_t)c->requests), &bad);
+    for (int i = 0; resp != NULL && i < WEIR_CLASS_N; i++)
+        oset(resp, class_names[i], json_integer((json_int_t)c->responses[i]), &bad);
+    oset(o, "responses", resp, &bad);
+    for (int k = WEIR_UPERR_CONNECT; err != NULL && k <= WEIR_UPERR_5XX; k++)
+        oset(err, uperr_names[k], json_integer((json_int_t)c->upstream_errors[k]), &bad);
+    oset(o, "upstream_errors", err, &bad);
+    oset(o, "retries", json_integer((json_int_t)c->retries), &bad);
+    oset(o, "bytes_in", json_integer((json_int_t)c->bytes_in), &bad);
+    oset(o, "bytes_out", json_integer((json_int_t)c->bytes_out), &bad);
+    for (int r = 0; rps != NULL && r < WEIR_RATE_N; r++)
+        oset(rps, rate_names[r], json_real(r3(c->rps[r])), &bad);
+    oset(o, "rps", rps, &bad);
+    oset(o, "latency_ms", lat_windows_json(st, WEIR_LAT_TOTAL, now_s, windows, scratch), &bad);
+    oset(o, "ttfb_ms", lat_windows_json(st, WEIR_LAT_TTFB, now_s, windows, scratch), &bad);
+    return bad ? -1 : 0;
+}
+
+int weir_admin_add_counters(json_t *o, const struct weir_stats *st, uint64_t now_s, int windows)
+{
+    struct weir_stats_counters c;
+    struct weir_hist *scratch = malloc(sizeof(*scratch));
+    int rc;
+
+    if (scratch == NULL)
+        return -1;
+    weir_stats_read_counters(st, now_s, &c);
+    rc = add_counters(o, st, &c, now_s, windows, scratch);
+    free(scratch);
+    return rc;
+}
+
+static json_t *health_json(const struct weir_server *s)
+{
+    struct weir_health_view v;
+    json_t *o = json_object();
+    int bad = 0;
+
+    if (o == NULL)
+        return NULL;
+    memset(&v, 0, sizeof(v));
+    if (weir_health_view(s, &v) != 0) {
+        /* Not actively checked: passive numbers still come from the server. */
+        memset(&v, 0, sizeof(v));
+        v.ejections = atomic_load_explicit(&s->ejections, memory_order_relaxed);
+        v.ramp_permille = atomic_load_explicit(&s->ramp_permille, memory_order_relaxed);
+    }
+    v.last_detail[sizeof(v.last_detail) - 1] = '\0';
+    oset(o, "checked", json_boolean(v.checked), &bad);
+    oset(o, "last_ok", json_boolean(v.last_ok), &bad);
+    oset(o, "last_status", json_integer(v.last_status), &bad);
+    oset(o, "last_detail", json_string(v.last_detail), &bad);
+    oset(o, "last_ms", json_real(r3(v.last_ms)), &bad);
+    oset(o, "last_at_ms", json_integer(v.last_at_ms), &bad);
+    oset(o, "ejections", json_integer(v.ejections), &bad);
+    oset(o, "slow_start_pct", json_integer(v.ramp_permille / 10), &bad);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *server_json(const struct weir_server *s, uint64_t now_s, int windows,
+                           struct weir_hist *scratch)
+{
+    struct weir_stats_counters c;
+    json_t *o = json_object();
+    int bad = 0;
+
+    if (o == NULL)
+        return NULL;
+    weir_stats_read_counters(s->stats, now_s, &c);
+    oset(o, "address", json_string(s->address), &bad);
+    oset(o, "state", json_string(weir_server_state_name(atomic_load(&s->state))), &bad);
+    oset(o, "admin_state", json_string(admin_state_name(atomic_load(&s->admin_state))), &bad);
+    oset(o, "weight", json_integer(atomic_load(&s->weight)), &bad);
+    oset(o, "effective_weight", json_real(r3((double)weir_server_eff_weight(s) / WEIR_WEIGHT_SCALE)), &bad);
+    oset(o, "active", json_integer(weir_server_active(s)), &bad);
+    oset(o, "errors", json_integer((json_int_t)errors_sum(&c)), &bad);
+    if (add_counters(o, s->stats, &c, now_s, windows, scratch) != 0)
+        bad = 1;
+    oset(o, "health", health_json(s), &bad);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *pool_json(const struct weir_pool *p, uint64_t now_s, int windows, struct weir_hist *scratch)
+{
+    struct weir_stats_counters c;
+    json_t *o = json_object(), *servers = json_array();
+    int bad = o == NULL || servers == NULL;
+
+    if (bad) {
+        json_decref(o);
+        json_decref(servers);
+        return NULL;
+    }
+    weir_stats_read_counters(p->stats, now_s, &c);
+    oset(o, "name", json_string(p->name), &bad);
+    oset(o, "policy", json_string(p->conf->policy), &bad);
+    oset(o, "panic", json_boolean(p->conf->panic && weir_health_pool_all_down(p)), &bad);
+    if (add_counters(o, p->stats, &c, now_s, windows, scratch) != 0)
+        bad = 1;
+    for (size_t j = 0; j < p->set.n && !bad; j++)
+        if (json_array_append_new(servers, server_json(p->set.v[j], now_s, windows, scratch)) != 0)
+            bad = 1;
+    oset(o, "servers", servers, &bad);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *route_json(const struct weir_rt *rt, size_t i, uint64_t now_s, int windows,
+                          struct weir_hist *scratch)
+{
+    const struct weir_conf_route *cr = &rt->conf->routes[i];
+    const struct weir_route *r = &rt->routes[i];
+    struct weir_stats_counters c;
+    json_t *o = json_object();
+    int bad = 0;
+
+    if (o == NULL)
+        return NULL;
+    weir_stats_read_counters(r->stats, now_s, &c);
+    oset(o, "host", json_string(cr->host), &bad);
+    oset(o, "path_prefix", json_string(cr->path_prefix), &bad);
+    oset(o, "pool", json_string(r->pool->name), &bad);
+    if (add_counters(o, r->stats, &c, now_s, windows, scratch) != 0)
+        bad = 1;
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *global_json(uint64_t now_s, int windows, struct weir_hist *scratch)
+{
+    static const struct {
+        const char *name;
+        int gauge;
+    } gs[] = {{"client_active", WEIR_G_CLIENT_ACTIVE},
+              {"client_idle", WEIR_G_CLIENT_IDLE},
+              {"upstream_active", WEIR_G_UP_ACTIVE},
+              {"upstream_idle", WEIR_G_UP_IDLE}};
+    const struct weir_stats *st = weir_stats_global();
+    struct weir_stats_counters c;
+    json_t *o = json_object(), *conns = json_object();
+    int bad = o == NULL || conns == NULL;
+
+    if (bad) {
+        json_decref(o);
+        json_decref(conns);
+        return NULL;
+    }
+    weir_stats_read_counters(st, now_s, &c);
+    if (add_counters(o, st, &c, now_s, windows, scratch) != 0)
+        bad = 1;
+    for (size_t i = 0; i < WEIR_ARRAY_LEN(gs); i++)
+        oset(conns, gs[i].name, json_integer(weir_stats_gauge_read(gs[i].gauge)), &bad);
+    oset(o, "connections", conns, &bad);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *weir_admin_stats_json(const struct weir_rt *rt, int windows, uint64_t now_s, long long wall_ms)
+{
+    struct weir_hist *scratch = malloc(sizeof(*scratch));
+    json_t *o = json_object(), *pools = json_array(), *routes = json_array();
+    int bad = scratch == NULL || o == NULL || pools == NULL || routes == NULL;
+
+    if (bad)
+        goto err;
+    oset(o, "version", json_string(PACKAGE_VERSION), &bad);
+    oset(o, "uptime_s", json_real(r3(weir_stats_uptime_s())), &bad);
+    oset(o, "workers", json_integer(rt->nworkers), &bad);
+    oset(o, "time_ms", json_integer(wall_ms), &bad);
+    oset(o, "global", global_json(now_s, windows, scratch), &bad);
+    for (size_t i = 0; i < rt->npools && !bad; i++)
+        if (json_array_append_new(pools, pool_json(&rt->pools[i], now_s, windows, scratch)) != 0)
+            bad = 1;
+    oset(o, "pools", pools, &bad);
+    pools = NULL;
+    for (size_t i = 0; i < rt->nroutes && !bad; i++)
+        if (json_array_append_new(routes, route_json(rt, i, now_s, windows, scratch)) != 0)
+            bad = 1;
+    oset(o, "routes", routes, &bad);
+    routes = NULL;
+    if (bad)
+        goto err;
+    free(scratch);
+    return o;
+err:
+    free(scratch);
+    json_decref(o);
+    json_decref(pools);
+    json_decref(routes);
+    return NULL;
+}
+
+/* ---- Prometheus text ---- */
+
+/* Histogram bucket bounds (seconds, as printed, and microseconds). */
+static const struct {
+    const char *le;
+    uint64_t us;
+} prom_bounds[] = {{"0.0005", 500},  {"0.001", 1000},  {"0.0025", 2500}, {"0.005", 5000},
+                   {"0.01", 10000},  {"0.025", 25000}, {"0.05", 50000},  {"0.1", 100000},
+                   {"0.25", 250000}, {"0.5", 500000},  {"1", 1000000},   {"2.5", 2500000},
+                   {"5", 5000000},   {"10", 10000000}, {"30", 30000000}, {"60", 60000000}};
+#define PROM_NB WEIR_ARRAY_LEN(prom_bounds)
+
+struct prom_hist {
+    uint64_t le[PROM_NB];
+    uint64_t count, sum_us;
+};
+
+struct prom_server {
+    const struct weir_pool *pool;
+    const struct weir_server *s;
+    struct weir_stats_counters c;
+    struct prom_hist h[2]; /* [WEIR_LAT_TOTAL], [WEIR_LAT_TTFB] */
+};
+
+/* Label value escaping: backslash, double quote and line feed. */
+static void prom_label(struct evbuffer *out, const char *v)
+{
+    for (; *v != '\0'; v++) {
+        if (*v == '\\' || *v == '"')
+            evbuffer_add_printf(out, "\\%c", *v);
+        else if (*v == '\n')
+            evbuffer_add(out, "\\n", 2);
+        else
+            evbuffer_add(out, v, 1);
+    }
+}
+
+static void prom_family(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{pool="..",server=".." (extra)} */
+static void prom_series(struct evbuffer *out, const char *name, const struct prom_server *ps,
+                        const char *extra)
+{
+    evbuffer_add_printf(out, "%s{pool=\"", name);
+    prom_label(out, ps->pool->name);
+    evbuffer_add(out, "\",server=\"", 10);
+    prom_label(out, ps->s->address);
+    evbuffer_add_printf(out, "\"%s%s}", extra ? "," : "", extra ? extra : "");
+}
+
+static void prom_fill_hist(struct prom_hist *ph, const struct weir_stats *st, int lat, uint64_t now_s,
+                           struct weir_hist *scratch)
+{
+    weir_hist_init(scratch);
+    weir_stats_read_latency(st, lat, WEIR_WIN_ALL, now_s, scratch);
+    for (size_t b = 0; b < PROM_NB; b++)
+        ph->le[b] = weir_hist_count_le(scratch, prom_bounds[b].us);
+    ph->count = weir_hist_count(scratch);
+    ph->sum_us = weir_hist_sum(scratch);
+}
+
+static void prom_histogram(struct evbuffer *out, const char *name, const char *help,
+                           const struct prom_server *v, size_t n, int lat)
+{
+    char bname[128], extra[64];
+
+    prom_family(out, name, "histogram", help);
+    snprintf(bname, sizeof(bname), "%s_bucket", name);
+    for (size_t i = 0; i < n; i++) {
+        const struct prom_hist *h = &v[i].h[lat];
+        for (size_t b = 0; b < PROM_NB; b++) {
+            snprintf(extra, sizeof(extra), "le=\"%s\"", prom_bounds[b].le);
+            prom_series(out, bname, &v[i], extra);
+            evbuffer_add_printf(out, " %llu\n", (unsigned long long)h->le[b]);
+        }
+        prom_series(out, bname, &v[i], "le=\"+Inf\"");
+        evbuffer_add_printf(out, " %llu\n", (unsigned long long)h->count);
+        snprintf(bname, sizeof(bname), "%s_sum", name);
+        prom_series(out, bname, &v[i], NULL);
+        evbuffer_add_printf(out, " %.6f\n", (double)h->sum_us / 1e6);
+        snprintf(bname, sizeof(bname), "%s_count", name);
+        prom_series(out, bname, &v[i], NULL);
+        evbuffer_add_printf(out, " %llu\n", (unsigned long long)h->count);
+        snprintf(bname, sizeof(bname), "%s_bucket", name);
+    }
+}
+
+/* A per-server counter family whose value is picked by `field`. */
+#define PROM_SERVER_COUNTER(out, name, help, v, n, expr)                                                     \
+    do {                                                                                                     \
+        prom_family((out), (name), "counter", (help));                                                       \
+        for (size_t i_ = 0; i_ < (n); i_++) {                                                                \
+            const struct prom_server *ps_ = &(v)[i_];                                                        \
+            prom_series((out), (name), ps_, NULL);                                                           \
+            evbuffer_add_printf((out), " %llu\n", (unsigned long long)(expr));                               \
+        }                                                                                                    \
+    } while (0)
+
+static void prom_classes(struct evbuffer *out, const char *name, const char *prefix_labels,
+                         const struct weir_stats_counters *c)
+{
+    for (int k = 0; k < WEIR_CLASS_N; k++)
+        evbuffer_add_printf(out, "%s{%s%sclass=\"%s\"} %llu\n", name, prefix_labels,
+                            *prefix_labels ? "," : "", class_names[k], (unsigned long long)c->responses[k]);
+}
+
+int weir_admin_metrics(struct evbuffer *out, const struct weir_rt *rt, uint64_t now_s)
+{
+    struct weir_hist *scratch = malloc(sizeof(*scratch));
+    struct prom_server *v;
+    struct weir_stats_counters gc;
+    size_t n = 0, cap = 0;
+    char labels[64];
+
+    for (size_t i = 0; i < rt->npools; i++)
+        cap += rt->pools[i].set.n;
+    v = calloc(cap ? cap : 1, sizeof(*v));
+    if (scratch == NULL || v == NULL) {
+        free(scratch);
+        free(v);
+        return -1;
+    }
+    for (size_t i = 0; i < rt->npools; i++) {
+        for (size_t j = 0; j < rt->pools[i].set.n; j++) {
+            struct prom_server *ps = &v[n++];
+            ps->pool = &rt->pools[i];
+            ps->s = rt->pools[i].set.v[j];
+            weir_stats_read_counters(ps->s->stats, now_s, &ps->c);
+            prom_fill_hist(&ps->h[WEIR_LAT_TOTAL], ps->s->stats, WEIR_LAT_TOTAL, now_s, scratch);
+            prom_fill_hist(&ps->h[WEIR_LAT_TTFB], ps->s->stats, WEIR_LAT_TTFB, now_s, scratch);
+        }
+    }
+    free(scratch);
+
+    /* process */
+    prom_family(out, "weir_build_info", "gauge", "weir version (value is always 1)");
+    evbuffer_add_printf(out, "weir_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+    prom_family(out, "weir_uptime_seconds", "gauge", "Seconds since weir started");
+    evbuffer_add_printf(out, "weir_uptime_seconds %.3f\n", weir_stats_uptime_s());
+    prom_family(out, "weir_workers", "gauge", "Worker threads");
+    evbuffer_add_printf(out, "weir_workers %d\n", rt->nworkers);
+    prom_family(out, "weir_connections", "gauge", "Open connections by side and state");
+    evbuffer_add_printf(out,
+                        "weir_connections{side=\"client\",state=\"active\"} %ld\n"
+                        "weir_connections{side=\"client\",state=\"idle\"} %ld\n"
+                        "weir_connections{side=\"upstream\",state=\"active\"} %ld\n"
+                        "weir_connections{side=\"upstream\",state=\"idle\"} %ld\n",
+                        weir_stats_gauge_read(WEIR_G_CLIENT_ACTIVE),
+                        weir_stats_gauge_read(WEIR_G_CLIENT_IDLE), weir_stats_gauge_read(WEIR_G_UP_ACTIVE),
+                        weir_stats_gauge_read(WEIR_G_UP_IDLE));
+
+    /* whole proxy (includes requests that reached no pool or server) */
+    weir_stats_read_counters(weir_stats_global(), now_s, &gc);
+    prom_family(out, "weir_proxy_requests_total", "counter", "Finished client exchanges, all routes");
+    evbuffer_add_printf(out, "weir_proxy_requests_total %llu\n", (unsigned long long)gc.requests);
+    prom_family(out, "weir_proxy_responses_total", "counter", "Responses sent to clients by status class");
+    prom_classes(out, "weir_proxy_responses_total", "", &gc);
+
+    /* pools and routes */
+    prom_family(out, "weir_pool_requests_total", "counter", "Finished exchanges routed to the pool");
+    for (size_t i = 0; i < rt->npools; i++) {
+        struct weir_stats_counters c;
+        weir_stats_read_counters(rt->pools[i].stats, now_s, &c);
+        evbuffer_add(out, "weir_pool_requests_total{pool=\"", 31);
+        prom_label(out, rt->pools[i].name);
+        evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)c.requests);
+    }
+    prom_family(out, "weir_pool_panic", "gauge", "1 when the pool is in panic mode (every server down)");
+    for (size_t i = 0; i < rt->npools; i++) {
+        const struct weir_pool *p = &rt->pools[i];
+        evbuffer_add(out, "weir_pool_panic{pool=\"", 22);
+        prom_label(out, p->name);
+        evbuffer_add_printf(out, "\"} %d\n", p->conf->panic && weir_health_pool_all_down(p) ? 1 : 0);
+    }
+    prom_family(out, "weir_route_requests_total", "counter", "Finished exchanges that matched the route");
+    for (size_t i = 0; i < rt->nroutes; i++) {
+        struct weir_stats_counters c;
+        weir_stats_read_counters(rt->routes[i].stats, now_s, &c);
+        evbuffer_add(out, "weir_route_requests_total{host=\"", 32);
+        prom_label(out, rt->conf->routes[i].host);
+        evbuffer_add(out, "\",path_prefix=\"", 15);
+        prom_label(out, rt->conf->routes[i].path_prefix);
+        evbuffer_add(out, "\",pool=\"", 8);
+        prom_label(out, rt->routes[i].pool->name);
+        evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)c.requests);
+    }
+
+    /* servers */
+    PROM_SERVER_COUNTER(out, "weir_requests_total",
+                        "Finished exchanges answered by the server (last attempt)", v, n, ps_->c.requests);
+    prom_family(out, "weir_responses_total", "counter", "Responses sent to clients by status class");
+    for (size_t i = 0; i < n; i++) {
+        for (int k = 0; k < WEIR_CLASS_N; k++) {
+            snprintf(labels, sizeof(labels), "class=\"%s\"", class_names[k]);
+            prom_series(out, "weir_responses_total", &v[i], labels);
+            evbuffer_add_printf(out, " %llu\n", (unsigned long long)v[i].c.responses[k]);
+        }
+    }
+    prom_family(out, "weir_upstream_errors_total", "counter", "Failed exchanges with the server by kind");
+    for (size_t i = 0; i < n; i++) {
+        for (int k = WEIR_UPERR_CONNECT; k <= WEIR_UPERR_5XX; k++) {
+            snprintf(labels, sizeof(labels), "kind=\"%s\"", uperr_names[k]);
+            prom_series(out, "weir_upstream_errors_total", &v[i], labels);
+            evbuffer_add_printf(out, " %llu\n", (unsigned long long)v[i].c.upstream_errors[k]);
+        }
+    }
+    PROM_SERVER_COUNTER(out, "weir_retries_total",
+                        "Attempts beyond the first of exchanges ending on the server", v, n, ps_->c.retries);
+    PROM_SERVER_COUNTER(out, "weir_client_received_bytes_total", "Bytes read from clients", v, n,
+                        ps_->c.bytes_in);
+    PROM_SERVER_COUNTER(out, "weir_client_sent_bytes_total", "Bytes written to clients", v, n,
+                        ps_->c.bytes_out);
+
+    prom_family(out, "weir_server_up", "gauge", "1 when the server takes new requests (state up)");
+    for (size_t i = 0; i < n; i++) {
+        prom_series(out, "weir_server_up", &v[i], NULL);
+        evbuffer_add_printf(out, " %d\n", weir_server_available(v[i].s) ? 1 : 0);
+    }
+    prom_family(out, "weir_server_weight", "gauge", "Configured weight of the server");
+    for (size_t i = 0; i < n; i++) {
+        prom_series(out, "weir_server_weight", &v[i], NULL);
+        evbuffer_add_printf(out, " %d\n", atomic_load(&v[i].s->weight));
+    }
+    prom_family(out, "weir_server_active_requests", "gauge", "Requests in flight to the server");
+    for (size_t i = 0; i < n; i++) {
+        prom_series(out, "weir_server_active_requests", &v[i], NULL);
+        evbuffer_add_printf(out, " %ld\n", weir_server_active(v[i].s));
+    }
+
+    prom_histogram(out, "weir_request_duration_seconds",
+                   "Total time of exchanges answered by the server: first request byte to last response byte",
+                   v, n, WEIR_LAT_TOTAL);
+    prom_histogram(out, "weir_upstream_ttfb_seconds",
+                   "Upstream time to first byte: request sent to the server until its response head", v, n,
+                   WEIR_LAT_TTFB);
+    free(v);
+    return 0;
+}
+
+/* ---- HTTP plumbing ---- */
+
+static void add_common_headers(struct evhttp_request *req, const char *ctype)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", ctype);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+}
+
+static const char *reason_of(int code)
+{
+    switch (code) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 415:
+        return "Unsupported Media Type";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    }
+    return "Status";
+}
+
+void weir_admin_reply_json(struct evhttp_request *req, int code, json_t *body)
+{
+    struct evbuffer *buf = evbuffer_new();
+    char *text = body != NULL ? json_dumps(body, JSON_FLAGS) : NULL;
+
+    json_decref(body);
+    if (text == NULL) {
+        code = 500;
+        text = strdup("{\"error\":\"out of memory\"}");
+    }
+    add_common_headers(req, "application/json");
+    if (buf != NULL && text != NULL) {
+        evbuffer_add(buf, text, strlen(text));
+        evbuffer_add(buf, "\n", 1);
+    }
+    evhttp_send_reply(req, code, reason_of(code), buf);
+    free(text);
+    if (buf != NULL)
+        evbuffer_free(buf);
+}
+
+void weir_admin_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    weir_admin_reply_json(req, code, json_pack("{s:s}", "error", msg));
+}
+
+/* Constant-time string compare (length leaks, content does not). */
+static int token_equal(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    unsigned char d = na != nb;
+    for (size_t i = 0; i < na; i++)
+        d |= (unsigned char)a[i] ^ (unsigned char)b[i % (nb ? nb : 1)];
+    return d == 0;
+}
+
+/*
+ * 1 when the request carries the current token; otherwise replies 401 (no
+ * or malformed Authorization) or 403 (wrong token, or no token configured)
+ * and returns 0.
+ */
+static int check_token(struct evhttp_request *req)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    struct weir_rt *rt = weir_rt_current();
+    int ok = 0;
+
+    if (rt == NULL) {
+        weir_admin_reply_error(req, 503, "no configuration loaded");
+        return 0;
+    }
+    if (rt->conf->admin.token == NULL) {
+        weir_admin_reply_error(req, 403,
+                               "this endpoint needs a token and none is configured: set admin.token");
+    } else if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0') {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer realm=\"weir admin\"");
+        weir_admin_reply_error(req, 401, "missing \"Authorization: Bearer TOKEN\" header");
+    } else {
+        const char *t = h + 7;
+        while (*t == ' ')
+            t++;
+        ok = token_equal(t, rt->conf->admin.token);
+        if (!ok)
+            weir_admin_reply_error(req, 403, "wrong token");
+    }
+    weir_rt_release(rt);
+    return ok;
+}
+
+static long long wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void handle_stats(struct evhttp_request *req, const char *query)
+{
+    struct evkeyvalq q;
+    int windows = WEIR_ADMIN_ALL_WINDOWS;
+
+    TAILQ_INIT(&q);
+    if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
+        weir_admin_reply_error(req, 400, "malformed query string");
+        return;
+    }
+    const char *w = evhttp_find_header(&q, "window");
+    if (w != NULL) {
+        if (strcmp(w, "10s") == 0)
+            windows = WEIR_WIN_10S;
+        else if (strcmp(w, "60s") == 0)
+            windows = WEIR_WIN_60S;
+        else if (strcmp(w, "all") == 0)
+            windows = WEIR_WIN_ALL;
+        else
+            windows = -2;
+    }
+    evhttp_clear_headers(&q);
+    if (windows == -2) {
+        weir_admin_reply_error(req, 400, "window must be 10s, 60s or all");
+        return;
+    }
+    struct weir_rt *rt = weir_rt_current();
+    if (rt == NULL) {
+        weir_admin_reply_error(req, 503, "no configuration loaded");
+        return;
+    }
+    json_t *doc = weir_admin_stats_json(rt, windows, weir_stats_now_s(), wall_ms());
+    weir_rt_release(rt);
+    weir_admin_reply_json(req, 200, doc);
+}
+
+static void handle_metrics(struct evhttp_request *req)
+{
+    struct evbuffer *buf = evbuffer_new();
+    struct weir_rt *rt = weir_rt_current();
+    int rc = -1;
+
+    if (buf != NULL && rt != NULL)
+        rc = weir_admin_metrics(buf, rt, weir_stats_now_s());
+    weir_rt_release(rt);
+    if (rc != 0) {
+        if (buf != NULL)
+            evbuffer_free(buf);
+        weir_admin_reply_error(req, 500, "cannot render the metrics");
+        return;
+    }
+    add_common_headers(req, "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", buf);
+    evbuffer_free(buf);
+}
+
+static void handle_static(struct evhttp_request *req, const char *ctype, const void *data, size_t len)
+{
+    struct evbuffer *buf = evbuffer_new();
+
+    if (buf == NULL) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    evbuffer_add_reference(buf, data, len, NULL, NULL);
+    add_common_headers(req, ctype);
+    evhttp_send_reply(req, 200, "OK", buf);
+    evbuffer_free(buf);
+}
+
+static void handle_index(struct evhttp_request *req)
+{
+    weir_admin_reply_json(req, 200,
+                          json_pack("{s:s,s:[s,s,s,s,s,s,s,s]}", "version", PACKAGE_VERSION, "endpoints",
+                                    "GET /stats[?window=10s|60s|all]", "GET /metrics", "GET /dashboard",
+                                    "GET /healthz", "POST /pools/{pool}/servers",
+                                    "PATCH /pools/{pool}/servers/{address}",
+                                    "DELETE /pools/{pool}/servers/{address}", "POST /reload"));
+}
+
+static void method_not_allowed(struct evhttp_request *req, const char *allow)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    weir_admin_reply_error(req, 405, "method not allowed here (allowed: %s)", allow);
+}
+
+#define MAX_SEGS 8
+
+/* Split a raw path into percent-decoded segments. Returns the count, or -1
+ * for a malformed path (too many segments, NUL after decoding). */
+static int split_path(const char *path, char *segs[MAX_SEGS])
+{
+    int n = 0;
+    const char *p = path;
+
+    while (*p == '/')
+        p++;
+    while (*p != '\0') {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char *raw, *dec;
+        size_t dlen = 0;
+
+        if (n == MAX_SEGS)
+            goto bad;
+        raw = strndup(p, len);
+        if (raw == NULL)
+            goto bad;
+        dec = evhttp_uridecode(raw, 0, &dlen);
+        free(raw);
+        if (dec == NULL || strlen(dec) != dlen) {
+            free(dec);
+            goto bad;
+        }
+        segs[n++] = dec;
+        p += len;
+        while (*p == '/')
+            p++;
+    }
+    return n;
+bad:
+    while (n > 0)
+        free(segs[--n]);
+    return -1;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    int is_get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+    char *segs[MAX_SEGS];
+    int n;
+
+    if (path == NULL || path[0] == '\0')
+        path = "/";
+    n = split_path(path, segs);
+    if (n < 0) {
+        weir_admin_reply_error(req, 400, "malformed path");
+        return;
+    }
+    /* Liveness stays open: it reveals nothing. */
+    if (n == 1 && strcmp(segs[0], "healthz") == 0) {
+        if (is_get)
+            handle_static(req, "text/plain; charset=utf-8", "ok\n", 3);
+        else
+            method_not_allowed(req, "GET, HEAD");
+        goto done;
+    }
+    /* Off loopback, every request needs the token. */
+    if (!A.loopback && !check_token(req))
+        goto done;
+
+    if (n == 0) {
+        if (is_get)
+            handle_index(req);
+        else
+            method_not_allowed(req, "GET, HEAD");
+    } else if (n == 1 && (strcmp(segs[0], "stats") == 0 || strcmp(segs[0], "metrics") == 0 ||
+                          strcmp(segs[0], "dashboard") == 0)) {
+        if (!is_get)
+            method_not_allowed(req, "GET, HEAD");
+        else if (segs[0][0] == 's')
+            handle_stats(req, query);
+        else if (segs[0][0] == 'm')
+            handle_metrics(req);
+        else
+            handle_static(req, "text/html; charset=utf-8", weir_dashboard_html,
+                          (size_t)weir_dashboard_html_size);
+    } else if (n == 1 && strcmp(segs[0], "reload") == 0) {
+        if (m != EVHTTP_REQ_POST)
+            method_not_allowed(req, "POST");
+        else if (check_token(req))
+            weir_admin_api_reload(req);
+    } else if (n == 3 && strcmp(segs[0], "pools") == 0 && strcmp(segs[2], "servers") == 0) {
+        if (m != EVHTTP_REQ_POST)
+            method_not_allowed(req, "POST");
+        else if (check_token(req))
+            weir_admin_api_add_server(req, segs[1]);
+    } else if (n == 4 && strcmp(segs[0], "pools") == 0 && strcmp(segs[2], "servers") == 0) {
+        if (m != EVHTTP_REQ_PATCH && m != EVHTTP_REQ_DELETE)
+            method_not_allowed(req, "PATCH, DELETE");
+        else if (!check_token(req))
+            ;
+        else if (m == EVHTTP_REQ_PATCH)
+            weir_admin_api_patch_server(req, segs[1], segs[3]);
+        else
+            weir_admin_api_delete_server(req, segs[1], segs[3]);
+    } else {
+        weir_admin_reply_error(req, 404, "no such endpoint: %s", path);
+    }
+done:
+    while (n > 0)
+        free(segs[--n]);
+}
+
+/* ---- lifecycle ---- */
+
+static evutil_socket_t listen_on(const struct weir_conf_addr *a)
+{
+    int one = 1;
+    evutil_socket_t fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0 || listen(fd, 128) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int weir_admin_start(struct event_base *base, const struct weir_admin_opts *opts)
+{
+    const struct weir_conf_addr *a = &opts->conf->admin.addr;
+    evutil_socket_t fd;
+
+    if (A.started)
+        return 0;
+    memset(&A, 0, sizeof(A));
+    A.loopback = weir_conf_addr_is_loopback(&a->ss);
+    A.http = evhttp_new(base);
+    if (A.http == NULL) {
+        weir_log_error("admin: out of memory");
+        return -1;
+    }
+    evhttp_set_allowed_methods(A.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
+                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT | EVHTTP_REQ_OPTIONS);
+    evhttp_set_max_body_size(A.http, ADMIN_MAX_BODY);
+    evhttp_set_max_headers_size(A.http, ADMIN_MAX_HEADERS);
+    evhttp_set_timeout(A.http, ADMIN_TIMEOUT_S);
+    evhttp_set_gencb(A.http, on_request, NULL);
+    fd = listen_on(a);
+    if (fd < 0) {
+        weir_log_error("admin: cannot listen on %s: %s", a->text, strerror(errno));
+        goto err;
+    }
+    A.bound = evhttp_accept_socket_with_handle(A.http, fd);
+    if (A.bound == NULL) {
+        close(fd);
+        weir_log_error("admin: cannot accept on %s", a->text);
+        goto err;
+    }
+    if (weir_admin_api_init(base, opts) != 0) {
+        weir_log_error("admin: out of memory");
+        goto err;
+    }
+    A.started = 1;
+    weir_log_info("admin endpoint listening on %s%s", a->text,
+                  A.loopback ? "" : " (not loopback: every request needs the token)");
+    return 0;
+err:
+    evhttp_free(A.http);
+    A.http = NULL;
+    return -1;
+}
+
+void weir_admin_stop(void)
+{
+    if (!A.started)
+        return;
+    weir_admin_api_fini();
+    evhttp_free(A.http);
+    memset(&A, 0, sizeof(A));
+}
+
+void weir_admin_reloaded(void)
+{
+    if (A.started)
+        weir_admin_api_reloaded();
+}
