@@ -889,7 +889,18 @@ static void on_request(struct evhttp_request *req, void *arg)
             method_not_allowed(req, "GET, HEAD");
         goto done;
     }
-    /* Off loopback, every request needs the token. */
+    /* The dashboard page holds no data (it fetches /stats, which needs the
+     * token off loopback; open it as /dashboard?token=... and the page sends
+     * the token as a Bearer header), so a browser can load it anywhere. */
+    if (n == 1 && strcmp(segs[0], "dashboard") == 0) {
+        if (is_get)
+            handle_static(req, "text/html; charset=utf-8", weir_dashboard_html,
+                          (size_t)weir_dashboard_html_size);
+        else
+            method_not_allowed(req, "GET, HEAD");
+        goto done;
+    }
+    /* Off loopback, every other request needs the token. */
     if (!A.loopback && !check_token(req))
         goto done;
 
@@ -898,17 +909,13 @@ static void on_request(struct evhttp_request *req, void *arg)
             handle_index(req);
         else
             method_not_allowed(req, "GET, HEAD");
-    } else if (n == 1 && (strcmp(segs[0], "stats") == 0 || strcmp(segs[0], "metrics") == 0 ||
-                          strcmp(segs[0], "dashboard") == 0)) {
+    } else if (n == 1 && (strcmp(segs[0], "stats") == 0 || strcmp(segs[0], "metrics") == 0)) {
         if (!is_get)
             method_not_allowed(req, "GET, HEAD");
         else if (segs[0][0] == 's')
             handle_stats(req, query);
-        else if (segs[0][0] == 'm')
-            handle_metrics(req);
         else
-            handle_static(req, "text/html; charset=utf-8", weir_dashboard_html,
-                          (size_t)weir_dashboard_html_size);
+            handle_metrics(req);
     } else if (n == 1 && strcmp(segs[0], "reload") == 0) {
         if (m != EVHTTP_REQ_POST)
             method_not_allowed(req, "POST");

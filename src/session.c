@@ -337,6 +337,7 @@ static void record_stats(struct weir_session *s, uint64_t now)
         .bytes_in = s->bytes_in,
         .bytes_out = s->bytes_out,
         .retries = s->ntried > 1 ? s->ntried - 1 : 0,
+        .now_us = now,
     };
     int id = s->w->id;
     weir_stats_record(weir_stats_global(), id, &smp);
