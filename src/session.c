@@ -532,6 +532,23 @@ static int name_is(const struct weir_http_header *h, const char *lname, size_t l
     return h->name_len == len && weir_span_ieq(h->name, h->name_len, lname);
 }
 
+/* Append the values of every header named `lname` from index `first` on,
+ * each followed by ", " (the start of a merged list such as X-Forwarded-For
+ * or Via, to which the caller adds its own entry). */
+static void sb_join_values(struct sbuf *b, const struct weir_http_msg *m, int first, const char *lname,
+                           size_t len)
+{
+    if (first < 0)
+        return;
+    for (size_t i = (size_t)first; i < m->nheaders; i++) {
+        const struct weir_http_header *h = &m->headers[i];
+        if (h->value_len > 0 && name_is(h, lname, len)) {
+            sb_add(b, h->value, h->value_len);
+            sb_add(b, ", ", 2);
+        }
+    }
+}
+
 /* Build the head sent upstream into s->uphead. Returns 0 or -1 (OOM). */
 static int build_upstream_head(struct weir_session *s, const struct weir_http_msg *m, const char *host,
                                size_t host_len)
@@ -587,28 +604,12 @@ static int build_upstream_head(struct weir_session *s, const struct weir_http_ms
     }
     /* X-Forwarded-For: every earlier value, then the client's address. */
     sb_add(&b, "X-Forwarded-For: ", 17);
-    if (xff >= 0) {
-        for (size_t i = (size_t)xff; i < m->nheaders; i++) {
-            const struct weir_http_header *h = &m->headers[i];
-            if (name_is(h, "x-forwarded-for", 15) && h->value_len > 0) {
-                sb_add(&b, h->value, h->value_len);
-                sb_add(&b, ", ", 2);
-            }
-        }
-    }
+    sb_join_values(&b, m, xff, "x-forwarded-for", 15);
     sb_add(&b, s->peer, s->peer_len);
     sb_add(&b, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ", 45);
     sb_add(&b, host, host_len);
     sb_add(&b, "\r\nVia: ", 7);
-    if (via >= 0) {
-        for (size_t i = (size_t)via; i < m->nheaders; i++) {
-            const struct weir_http_header *h = &m->headers[i];
-            if (name_is(h, "via", 3) && h->value_len > 0) {
-                sb_add(&b, h->value, h->value_len);
-                sb_add(&b, ", ", 2);
-            }
-        }
-    }
+    sb_join_values(&b, m, via, "via", 3);
     sb_str(&b, m->version == 10 ? "1.0 weir\r\n" : "1.1 weir\r\n");
     if (!rid_given) {
         sb_add(&b, "X-Request-Id: ", 14);
@@ -844,7 +845,25 @@ static int choose_and_connect(struct weir_session *s)
     }
 }
 
-/* ---- request body ---- */
+/* ---- bodies ---- */
+
+/* Run the chunked parser over the front of `in` (without consuming it).
+ * *total = bytes that belong to the body; returns WEIR_OK (body ended),
+ * WEIR_AGAIN or WEIR_ERROR. data_cb, if set, receives the chunk data. */
+static int chunked_scan(struct evbuffer *in, struct weir_chunked *c, size_t *total,
+                        void (*data_cb)(void *, const char *, size_t), void *ud)
+{
+    struct evbuffer_iovec v[16];
+    int nv = evbuffer_peek(in, -1, NULL, v, 16);
+    int rc = WEIR_AGAIN;
+    *total = 0;
+    for (int i = 0; i < nv && i < 16 && rc == WEIR_AGAIN; i++) {
+        size_t used = 0;
+        rc = weir_chunked_parse(c, v[i].iov_base, v[i].iov_len, &used, data_cb, ud);
+        *total += used;
+    }
+    return rc;
+}
 
 static int pump_request_body(struct weir_session *s);
 
@@ -900,17 +919,8 @@ static int pump_request_body(struct weir_session *s)
             if (s->req_left == 0)
                 s->req_done = 1;
         } else {
-            struct evbuffer_iovec v[16];
-            int nv = evbuffer_peek(in, -1, NULL, v, 16);
-            if (nv > 16)
-                nv = 16;
-            size_t total = 0;
-            int rc = WEIR_AGAIN;
-            for (int i = 0; i < nv && rc == WEIR_AGAIN; i++) {
-                size_t used = 0;
-                rc = weir_chunked_parse(&s->req_chunk, v[i].iov_base, v[i].iov_len, &used, NULL, NULL);
-                total += used;
-            }
+            size_t total;
+            int rc = chunked_scan(in, &s->req_chunk, &total, NULL, NULL);
             if (rc == WEIR_ERROR) {
                 weir_log_debug("client %s: malformed chunked request body", s->peer);
                 s->req_done = 1;
@@ -1100,18 +1110,8 @@ static int pump_response_body(struct weir_session *s)
             s->resp_left -= n;
             done = s->resp_left == 0;
         } else if (s->resp_body == WEIR_BODY_CHUNKED) {
-            struct evbuffer_iovec v[16];
-            int nv = evbuffer_peek(in, -1, NULL, v, 16);
-            if (nv > 16)
-                nv = 16;
-            size_t total = 0;
-            int rc = WEIR_AGAIN;
-            for (int i = 0; i < nv && rc == WEIR_AGAIN; i++) {
-                size_t used = 0;
-                rc = weir_chunked_parse(&s->resp_chunk, v[i].iov_base, v[i].iov_len, &used,
-                                        s->dechunk ? dechunk_cb : NULL, s);
-                total += used;
-            }
+            size_t total;
+            int rc = chunked_scan(in, &s->resp_chunk, &total, s->dechunk ? dechunk_cb : NULL, s);
             if (rc == WEIR_ERROR) {
                 weir_log_warn("pool %s server %s: malformed chunked response", s->pool->name,
                               s->tried[s->ntried - 1]->address);
