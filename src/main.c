@@ -6,14 +6,16 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/thread.h>
 
 #include "weir/admin.h"
 #include "weir/conf.h"
@@ -29,6 +31,7 @@ struct weir_main {
     struct weir_worker *workers[WEIR_MAX_WORKERS];
     int nworkers;
     struct event *worker_done;
+    int worker_done_fd; /* eventfd: workers write to it when their loop ends */
     _Atomic int exited;
     struct event *drain_timer;
     int stopping;
@@ -53,12 +56,17 @@ static void print_errors(FILE *f, const struct weir_conf_errors *errs, const cha
 
 static void worker_exit_hook(struct weir_worker *w)
 {
+    uint64_t one = 1;
     atomic_fetch_add(&M.exited, 1);
-    event_active(M.worker_done, EV_TIMEOUT, 0);
+    if (write(M.worker_done_fd, &one, sizeof(one)) < 0)
+        weir_log_error("worker %d: cannot notify the main thread: %s", w->id, strerror(errno));
 }
 
 static void worker_done_cb(evutil_socket_t fd, short what, void *arg)
 {
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        weir_log_warn("reading the workers' notification: %s", strerror(errno));
     if (atomic_load(&M.exited) >= M.nworkers)
         event_base_loopexit(M.base, NULL);
 }
@@ -81,7 +89,8 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
     struct weir_rt *rt = weir_rt_current();
     int drain_ms = rt->conf->timeouts.drain_ms;
     weir_rt_release(rt);
-    weir_log_info("signal %d: stop accepting, finishing requests in flight (up to %d ms)", (int)sig, drain_ms);
+    weir_log_info("signal %d: stop accepting, finishing requests in flight (up to %d ms)", (int)sig,
+                  drain_ms);
     for (int i = 0; i < M.nworkers; i++)
         weir_worker_command(M.workers[i], WEIR_WCMD_DRAIN);
     struct timeval tv = {drain_ms / 1000, (drain_ms % 1000) * 1000};
@@ -197,7 +206,9 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
-    if (evthread_use_pthreads() != 0 || weir_log_open(conf) != 0 || weir_alog_open_target(conf->log.access) != 0) {
+    /* No evthread locking: every event_base is used by one thread only;
+     * threads signal each other through eventfds. */
+    if (weir_log_open(conf) != 0 || weir_alog_open_target(conf->log.access) != 0) {
         weir_conf_free(conf);
         return 1;
     }
@@ -221,7 +232,13 @@ int main(int argc, char **argv)
         return 1;
     }
     weir_health_sync(rt);
-    M.worker_done = event_new(M.base, -1, 0, worker_done_cb, NULL);
+    M.worker_done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (M.worker_done_fd < 0) {
+        weir_log_error("eventfd: %s", strerror(errno));
+        return 1;
+    }
+    M.worker_done = event_new(M.base, M.worker_done_fd, EV_READ | EV_PERSIST, worker_done_cb, NULL);
+    event_add(M.worker_done, NULL);
     int rc = 1, started = 0;
     for (int i = 0; i < M.nworkers; i++) {
         M.workers[i] = weir_worker_new(i, conf);
@@ -282,6 +299,7 @@ out:
     if (M.drain_timer != NULL)
         event_free(M.drain_timer);
     event_free(M.worker_done);
+    close(M.worker_done_fd);
     weir_health_stop(); /* its events live on M.base */
     event_base_free(M.base);
     weir_rt_publish(NULL); /* drop the last snapshot */

@@ -109,6 +109,16 @@ struct weir_session {
     int gauge; /* the client gauge this session is counted in, or -1 */
 };
 
+/* Read high-water mark for both sides: libevent stops reading a socket whose
+ * input holds this much, which bounds pipelined data and bodies waiting for
+ * a connect, and is the backpressure when the other side's output is full.
+ * It always leaves room for a whole request head. */
+static size_t read_hwm(const struct weir_rt *rt)
+{
+    size_t need = rt->conf->limits.header_bytes + WEIR_HTTP_MAX_REQUEST_LINE + 64;
+    return need > HWM ? need : HWM;
+}
+
 static const char *reason_phrase(int status)
 {
     switch (status) {
@@ -408,6 +418,28 @@ static void log_request(struct weir_session *s)
     weir_alog_append(&w->alog, line, (size_t)n);
 }
 
+/* ---- writing ---- */
+
+/*
+ * Output is written eagerly: EV_WRITE stays disabled while a side's output
+ * is empty, and at each point where an exchange has queued bytes they are
+ * written at once. Only what the socket does not take enables EV_WRITE
+ * until it is drained. libevent's default (enable EV_WRITE on every add,
+ * write on the next loop pass, disable when empty) costs two epoll_ctl
+ * calls and one loop pass per direction per request.
+ */
+static void flush_out(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0)
+        return;
+    evbuffer_unfreeze(out, 1); /* bufferevent_socket keeps its output's front frozen */
+    evbuffer_write(out, bufferevent_getfd(bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+}
+
 /* ---- ending an exchange ---- */
 
 /* Waiting for a request: a new connection must send its first head within
@@ -429,6 +461,7 @@ static int finish_exchange(struct weir_session *s)
     log_request(s);
     int must_close = s->close_after || !s->req_done || w->draining;
     reset_exchange(s);
+    flush_out(s->cbev);
     if (must_close) {
         s->state = S_CLOSING;
         bufferevent_disable(s->cbev, EV_READ);
@@ -441,7 +474,6 @@ static int finish_exchange(struct weir_session *s)
     s->state = S_IDLE;
     set_gauge(s, WEIR_G_CLIENT_IDLE);
     arm_idle(s);
-    bufferevent_enable(s->cbev, EV_READ);
     if (!s->in_head_loop && evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
         process_heads(s); /* pipelined requests already buffered */
     return 0;
@@ -686,15 +718,17 @@ static int dispatch(struct weir_session *s, struct weir_http_msg *m)
         hraw = m->headers[m->host_idx].value;
         hraw_len = m->headers[m->host_idx].value_len;
     }
-    lf_set(s, LF_METHOD, m->method, m->method_len);
-    lf_set(s, LF_TARGET, m->target, m->target_len);
-    lf_set(s, LF_HOST, hraw, hraw_len);
-    int i = weir_http_find_header(m, "referer");
-    if (i >= 0)
-        lf_set(s, LF_REFERER, m->headers[i].value, m->headers[i].value_len);
-    i = weir_http_find_header(m, "user-agent");
-    if (i >= 0)
-        lf_set(s, LF_UA, m->headers[i].value, m->headers[i].value_len);
+    if (weir_alog_fd() >= 0) { /* the fields are only kept for the access log */
+        lf_set(s, LF_METHOD, m->method, m->method_len);
+        lf_set(s, LF_TARGET, m->target, m->target_len);
+        lf_set(s, LF_HOST, hraw, hraw_len);
+        int i = weir_http_find_header(m, "referer");
+        if (i >= 0)
+            lf_set(s, LF_REFERER, m->headers[i].value, m->headers[i].value_len);
+        i = weir_http_find_header(m, "user-agent");
+        if (i >= 0)
+            lf_set(s, LF_UA, m->headers[i].value, m->headers[i].value_len);
+    }
 
     if (m->method_id == WEIR_HTTP_CONNECT) {
         evbuffer_drain(in, m->head_len);
@@ -726,9 +760,11 @@ static int dispatch(struct weir_session *s, struct weir_http_msg *m)
         return send_local(s, 500, NULL, 1);
     }
     evbuffer_drain(in, m->head_len);
-    /* The body waits in the client buffer until a server is connected. */
-    bufferevent_disable(s->cbev, EV_READ);
-    bufferevent_set_timeouts(s->cbev, w->tv_body, w->tv_idle);
+    /* Client reading stays on for the whole exchange (no epoll churn): a
+     * body waits in the client buffer until a server is connected, bounded
+     * by the read high-water mark, and so do pipelined requests. The body
+     * read timeout only applies while a body is expected. */
+    bufferevent_set_timeouts(s->cbev, s->req_done ? NULL : w->tv_body, w->tv_idle);
     s->state = S_UPSTREAM;
     return choose_and_connect(s);
 }
@@ -870,8 +906,7 @@ static int pump_request_body(struct weir_session *s);
 static void request_sent(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
-    /* Pipelined requests wait in the kernel until this exchange is over. */
-    bufferevent_disable(s->cbev, EV_READ);
+    bufferevent_set_timeouts(s->cbev, NULL, w->tv_idle);
     bufferevent_set_timeouts(s->up->bev, w->tv_upstream, w->tv_upstream);
 }
 
@@ -884,15 +919,16 @@ static void on_upstream_ready(struct weir_session *s)
     s->up->nreq++;
     s->t_up = weir_now_us();
     bufferevent_setwatermark(ub, EV_WRITE, LWM, 0);
-    bufferevent_setwatermark(ub, EV_READ, 0, 0);
+    bufferevent_setwatermark(ub, EV_READ, 0, read_hwm(s->rt));
     bufferevent_set_timeouts(ub, NULL, w->tv_upstream);
+    bufferevent_disable(ub, EV_WRITE); /* written eagerly, see flush_out() */
+    bufferevent_enable(ub, EV_READ);
     evbuffer_add(bufferevent_get_output(ub), s->uphead, s->uphead_len);
-    bufferevent_enable(ub, EV_READ | EV_WRITE);
     if (s->req_done) {
         request_sent(s);
+        flush_out(ub);
         return;
     }
-    bufferevent_enable(s->cbev, EV_READ);
     pump_request_body(s);
 }
 
@@ -906,9 +942,10 @@ static int pump_request_body(struct weir_session *s)
         if (avail == 0)
             break;
         if (evbuffer_get_length(out) >= HWM) {
+            /* Backpressure: the client buffer fills to its high-water mark
+             * and libevent stops reading it; up_write_cb resumes. */
             s->req_paused = 1;
-            bufferevent_disable(s->cbev, EV_READ);
-            return 0;
+            break;
         }
         if (s->req_body == WEIR_BODY_LENGTH) {
             size_t n = avail < s->req_left ? avail : (size_t)s->req_left;
@@ -937,10 +974,11 @@ static int pump_request_body(struct weir_session *s)
                 s->req_done = 1;
         }
     }
+    flush_out(s->up->bev);
     if (s->req_done && s->state == S_UPSTREAM)
         request_sent(s);
     else if (s->req_done)
-        bufferevent_disable(s->cbev, EV_READ);
+        bufferevent_set_timeouts(s->cbev, NULL, s->w->tv_idle);
     return 0;
 abort:
     session_free(s);
@@ -958,9 +996,11 @@ static void send_response_head(struct weir_session *s, const struct weir_http_ms
     struct sbuf *b = &scratch;
     b->len = 0;
     b->oom = 0;
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", m->status);
-    sb_add(b, line, (size_t)n);
+    char line[13] = "HTTP/1.1 000 "; /* the parser guarantees 100..599 */
+    line[9] = (char)('0' + m->status / 100);
+    line[10] = (char)('0' + m->status / 10 % 10);
+    line[11] = (char)('0' + m->status % 10);
+    sb_add(b, line, sizeof(line));
     sb_add(b, m->reason, m->reason_len);
     sb_add(b, "\r\n", 2);
     int rid_seen = 0;
@@ -1032,8 +1072,10 @@ static int process_response_head(struct weir_session *s)
         s->resp_scan_pos = s->resp_scan_lines = 0;
         if (m->status < 200 && m->status != 101) {
             /* Interim responses go to HTTP/1.1 clients only. */
-            if (s->version == 11)
+            if (s->version == 11) {
                 send_response_head(s, m, 1);
+                flush_out(s->cbev);
+            }
             evbuffer_drain(in, m->head_len);
             continue;
         }
@@ -1099,9 +1141,10 @@ static int pump_response_body(struct weir_session *s)
         if (avail == 0)
             break;
         if (evbuffer_get_length(out) >= HWM) {
+            /* the upstream buffer fills to its high-water mark and libevent
+             * stops reading it; client_write_cb resumes */
             s->resp_paused = 1;
-            bufferevent_disable(s->up->bev, EV_READ);
-            return 0;
+            break;
         }
         if (s->resp_body == WEIR_BODY_LENGTH) {
             size_t n = avail < s->resp_left ? avail : (size_t)s->resp_left;
@@ -1134,17 +1177,21 @@ static int pump_response_body(struct weir_session *s)
     }
     if (done)
         return response_done(s, evbuffer_get_length(in) == 0);
+    flush_out(s->cbev);
     return 0;
 }
 
 /* ---- tunnel (after 101) ---- */
 
+/* Move what `from` read to `to`, unless `to` already has HWM queued (then
+ * `from` fills to its high-water mark and stops reading until to's write
+ * callback moves again). */
 static void tunnel_move(struct bufferevent *from, struct bufferevent *to)
 {
     struct evbuffer *out = bufferevent_get_output(to);
-    evbuffer_add_buffer(out, bufferevent_get_input(from));
-    if (evbuffer_get_length(out) >= HWM)
-        bufferevent_disable(from, EV_READ);
+    if (evbuffer_get_length(out) < HWM)
+        evbuffer_add_buffer(out, bufferevent_get_input(from));
+    flush_out(to);
 }
 
 static int start_tunnel(struct weir_session *s)
@@ -1157,8 +1204,6 @@ static int start_tunnel(struct weir_session *s)
     bufferevent_set_timeouts(s->up->bev, w->tv_idle, w->tv_idle);
     tunnel_move(s->up->bev, s->cbev);
     tunnel_move(s->cbev, s->up->bev);
-    bufferevent_enable(s->cbev, EV_READ);
-    bufferevent_enable(s->up->bev, EV_READ);
     return 0;
 }
 
@@ -1174,10 +1219,10 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         break;
     case S_UPSTREAM:
     case S_RESP:
-        if (s->up_ready && !s->req_done)
+        /* Body bytes go upstream once connected; anything after the request
+         * (pipelined) waits in the buffer, bounded by the high-water mark. */
+        if (s->up_ready && !s->req_done && !s->req_paused)
             pump_request_body(s);
-        else
-            bufferevent_disable(bev, EV_READ);
         break;
     case S_TUNNEL:
         tunnel_move(s->cbev, s->up->bev);
@@ -1191,19 +1236,20 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     struct weir_session *s = arg;
+    int empty = evbuffer_get_length(bufferevent_get_output(bev)) == 0;
+    if (empty)
+        bufferevent_disable(bev, EV_WRITE); /* see flush_out() */
     if (s->state == S_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        if (empty)
             session_free(s);
         return;
     }
     if (s->state == S_TUNNEL) {
-        bufferevent_enable(s->up->bev, EV_READ);
         tunnel_move(s->up->bev, s->cbev);
         return;
     }
     if (s->resp_paused && s->up != NULL) {
         s->resp_paused = 0;
-        bufferevent_enable(s->up->bev, EV_READ);
         pump_response_body(s);
     }
 }
@@ -1211,6 +1257,13 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct weir_session *s = arg;
+    if ((what & (BEV_EVENT_EOF | BEV_EVENT_READING)) == (BEV_EVENT_EOF | BEV_EVENT_READING) &&
+        (s->state == S_UPSTREAM || s->state == S_RESP) && s->req_done) {
+        /* The client half-closed after a complete request: answer it, then
+         * close (libevent has stopped reading). */
+        s->close_after = 1;
+        return;
+    }
     if (s->state == S_RESP || s->state == S_UPSTREAM) {
         /* The client left mid-exchange: log what it got. */
         if (s->status == 0)
@@ -1241,14 +1294,14 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
 static void up_write_cb(struct bufferevent *bev, void *arg)
 {
     struct weir_session *s = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE); /* see flush_out() */
     if (s->state == S_TUNNEL) {
-        bufferevent_enable(s->cbev, EV_READ);
         tunnel_move(s->cbev, s->up->bev);
         return;
     }
     if (s->req_paused && !s->req_done) {
         s->req_paused = 0;
-        bufferevent_enable(s->cbev, EV_READ);
         pump_request_body(s);
     }
 }
@@ -1263,6 +1316,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     int timeout = (what & BEV_EVENT_TIMEOUT) != 0;
     if (s->state == S_TUNNEL) {
+        tunnel_move(bev, s->cbev); /* what the server sent before closing */
         drop_upstream(s);
         s->state = S_CLOSING;
         if (evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0)
@@ -1363,8 +1417,10 @@ void weir_session_accept(struct weir_worker *w, evutil_socket_t fd, const struct
     w->nsessions++;
     bufferevent_setcb(s->cbev, client_read_cb, client_write_cb, client_event_cb, s);
     bufferevent_setwatermark(s->cbev, EV_WRITE, LWM, 0);
+    bufferevent_setwatermark(s->cbev, EV_READ, 0, read_hwm(w->rt));
     arm_idle(s);
-    bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+    bufferevent_disable(s->cbev, EV_WRITE); /* written eagerly, see flush_out() */
+    bufferevent_enable(s->cbev, EV_READ);
     return;
 err:
     atomic_fetch_sub_explicit(&weir_client_conns, 1, memory_order_relaxed);

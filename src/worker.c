@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -119,6 +121,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 static void notify_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct weir_worker *w = arg;
+    uint64_t n;
+    if (read(w->notify_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        weir_log_warn("worker %d: reading its notification: %s", w->id, strerror(errno));
     int cmd = atomic_load(&w->cmd);
     if (cmd >= WEIR_WCMD_DRAIN && !w->draining) {
         w->draining = 1;
@@ -139,9 +144,20 @@ struct weir_worker *weir_worker_new(int id, const struct weir_conf *conf)
     if (w == NULL)
         return NULL;
     w->id = id;
+    w->notify_fd = -1;
     TAILQ_INIT(&w->sessions);
     TAILQ_INIT(&w->idle_all);
-    w->base = event_base_new();
+    /* Each base is touched by its own thread only (other threads talk to a
+     * worker through its eventfd), so libevent needs no locks; the epoll
+     * changelist folds an add and a delete of the same fd within one loop
+     * pass into no syscall at all. */
+    struct event_config *cfg = event_config_new();
+    if (cfg == NULL)
+        goto err;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
     if (w->base == NULL)
         goto err;
     w->rt = weir_rt_current();
@@ -162,12 +178,16 @@ struct weir_worker *weir_worker_new(int id, const struct weir_conf *conf)
         w->nlisteners++;
         evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
     }
-    w->notify = event_new(w->base, -1, 0, notify_cb, w);
+    w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->notify_fd < 0)
+        goto err;
+    w->notify = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, notify_cb, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
     if (w->notify == NULL || w->tick == NULL)
         goto err;
     struct timeval tv = {0, 100000};
     event_add(w->tick, &tv);
+    event_add(w->notify, NULL);
     w->rid_salt = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL) ^ ((uint32_t)id << 24);
     update_clock(w);
     return w;
@@ -196,8 +216,10 @@ int weir_worker_start(struct weir_worker *w)
 
 void weir_worker_command(struct weir_worker *w, int cmd)
 {
+    uint64_t one = 1;
     atomic_store(&w->cmd, cmd);
-    event_active(w->notify, EV_TIMEOUT, 0);
+    if (write(w->notify_fd, &one, sizeof(one)) < 0)
+        weir_log_error("worker %d: cannot notify: %s", w->id, strerror(errno));
 }
 
 void weir_worker_free(struct weir_worker *w)
@@ -212,6 +234,8 @@ void weir_worker_free(struct weir_worker *w)
         event_free(w->tick);
     if (w->base != NULL)
         event_base_free(w->base);
+    if (w->notify_fd >= 0)
+        close(w->notify_fd);
     weir_rt_release(w->rt);
     free(w);
 }

@@ -3,8 +3,8 @@
  * client sessions and upstream keep-alive pools.
  *
  * Everything in struct weir_worker is touched only by its own thread, except
- * `cmd`/`notify` (set by the main thread to ask for a stop) and the fields
- * marked as such.
+ * `cmd` and `notify_fd` (the main thread sets cmd, then writes to the
+ * eventfd), so each worker's event_base runs without locks.
  */
 #ifndef WEIR_WORKER_H
 #define WEIR_WORKER_H
@@ -42,7 +42,8 @@ struct weir_worker {
 
     /* cross-thread */
     _Atomic int cmd;
-    struct event *notify;                   /* event_active()'d by the main thread */
+    int notify_fd;                          /* eventfd: the main thread writes to it after setting cmd */
+    struct event *notify;                   /* reads notify_fd on the worker */
     void (*on_exit)(struct weir_worker *w); /* called on the worker thread when its loop ends */
 
     int draining;
