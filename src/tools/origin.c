@@ -15,7 +15,8 @@
  * decoded, counted and checksummed (FNV-1a 64) as they stream, then dropped.
  * Sized response bodies are generated only while the output buffer is below
  * ORIGIN_OUT_HIGH, by reference to a static pattern, so 1 GiB costs little
- * memory. WebSocket framing lives in origin_ws.c.
+ * memory. Request parsing and body decoding live in origin_http.c, WebSocket
+ * framing in origin_ws.c; origin.h has what they share.
  *
  * Threads (--threads N): one event_base and one SO_REUSEPORT listener per
  * worker; a connection never leaves its worker. Settings changed by
@@ -50,48 +51,7 @@
 #include <event2/thread.h>
 #include <event2/util.h>
 
-#define ORIGIN_HEAD_MAX     (64 * 1024)  /* request head limit (431 beyond) */
-#define ORIGIN_HEADERS_MAX  128          /* header fields per request (431 beyond) */
-#define ORIGIN_LINE_MAX     4096         /* chunk-size / trailer line limit */
-#define ORIGIN_TRAILER_MAX  (64 * 1024)  /* whole trailer section limit */
-#define ORIGIN_IN_HIGH      (256 * 1024) /* stop reading above this much unparsed input */
-#define ORIGIN_OUT_HIGH     (256 * 1024) /* stop generating above this much unsent output */
-#define ORIGIN_OUT_LOW      (64 * 1024)  /* the write callback fires at or below this */
-#define ORIGIN_SPAN         (64 * 1024)  /* body bytes per evbuffer_add_reference */
-#define ORIGIN_CHUNK        (16 * 1024)  /* chunk size of chunked responses */
-#define ORIGIN_PATTERN_LEN  64           /* period of the generated body */
-#define ORIGIN_NAME_MAX     256
-#define ORIGIN_CC_MAX       512
-#define ORIGIN_HBODY_MAX    256
-#define ORIGIN_IDLE_SEC     60 /* idle keep-alive and stalled-write timeout */
-#define ORIGIN_LINGER_SEC   2  /* wait for the peer's FIN after our last response */
-#define ORIGIN_SLOW_TICK_MS 10
-#define ORIGIN_MS_MAX       3600000
-#define ORIGIN_SIZE_MAX     (1ULL << 40)
-#define ORIGIN_THREADS_MAX  64
-#define ORIGIN_HEAD_BUF     4096 /* response head scratch buffer */
-
-#define ORIGIN_OK    0
-#define ORIGIN_AGAIN (-1) /* more input needed; positive returns are HTTP error statuses */
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
-
-#define LOAD(x)      atomic_load_explicit(&(x), memory_order_relaxed)
-#define STORE(x, v)  atomic_store_explicit(&(x), (v), memory_order_relaxed)
-#define INC(x)       atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
-#define DEC(x)       atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-
-#define NAME_IS(n, len, lit) ((len) == sizeof(lit) - 1 && strncasecmp((n), (lit), sizeof(lit) - 1) == 0)
-
-/* origin_ws.c: WebSocket echo between two evbuffers (declared there too). */
-struct origin_ws;
-struct origin_ws *origin_ws_new(void);
-void origin_ws_free(struct origin_ws *ws);
-int origin_ws_accept(const char *key, size_t len, char out[29]);
-int origin_ws_echo(struct origin_ws *ws, struct evbuffer *in, struct evbuffer *out, size_t out_high);
-#define ORIGIN_WS_CLOSE 1 /* a close frame was queued: close once out is written */
+#include "origin.h"
 
 static const char PATTERN64[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+\n";
 static const char HEXD[] = "0123456789abcdef";
@@ -136,7 +96,6 @@ static struct origin_settings g = {
 static struct origin_stats g_stats;
 static pthread_mutex_t g_last_lock = PTHREAD_MUTEX_INITIALIZER; /* guards g_last, g_last_health */
 static struct origin_last g_last, g_last_health;
-static unsigned char g_tchar[256]; /* RFC 9110 tchar */
 static char g_pattern[ORIGIN_SPAN + ORIGIN_PATTERN_LEN];
 
 /* Integer settings by name: "--delay-ms N" on the command line, "delay_ms=N"
@@ -155,8 +114,6 @@ static const struct {
     {"chunked", &g.chunked, 0, 1},
 };
 
-struct conn;
-
 struct worker {
     struct event_base *base;
     struct evconnlistener *listener;
@@ -167,88 +124,6 @@ struct worker {
     char date[64];
     size_t date_len;
     pthread_t thread;
-};
-
-enum conn_state {
-    ST_HEAD,    /* waiting for / parsing a request head */
-    ST_BODY,    /* reading and discarding the request body */
-    ST_DELAY,   /* body read, response timer pending */
-    ST_SEND,    /* generating a sized body under backpressure */
-    ST_SLOW,    /* /slow: the timer trickles the body */
-    ST_HANG,    /* /health while health_hang=1: never answers */
-    ST_WS,      /* WebSocket echo after 101 */
-    ST_CLOSING, /* last response queued, waiting for the output to drain */
-    ST_LINGER   /* write side shut down, discarding input until EOF */
-};
-
-enum body_state { B_NONE, B_LENGTH, B_CHUNK_SIZE, B_CHUNK_DATA, B_CHUNK_CRLF, B_TRAILER };
-
-/* Routes; everything from R_CTL_STATS on is a control endpoint. */
-enum route {
-    R_DEFAULT,
-    R_ECHO,
-    R_HEALTH,
-    R_WS,
-    R_SLOW,
-    R_RESET,
-    R_CTL_STATS,
-    R_CTL_RESET,
-    R_CTL_SET,
-    R_CTL_LAST,
-    R_CTL_LAST_HEALTH,
-    R_CTL_UNKNOWN
-};
-
-enum { RB_NONE, RB_LENGTH, RB_CHUNKED }; /* response framing */
-
-struct hdr {
-    uint32_t name, name_len, value, value_len; /* offsets into conn.head */
-};
-
-/* One request. Pointers point into conn.head, valid until the next head. */
-struct req {
-    const char *method, *target, *path, *query;
-    size_t method_len, target_len, path_len, query_len;
-    int minor; /* HTTP/1.minor */
-    enum route route;
-    unsigned nhdrs, host_count, ws_key_count;
-    bool is_head, keepalive;
-    bool conn_close, conn_keepalive, conn_upgrade, upgrade_ws;
-    bool has_cl, has_te, te_chunked, te_other;
-    bool expect_continue, expect_other;
-    uint64_t content_length;
-    const char *ws_key, *ws_version;
-    size_t ws_key_len, ws_version_len;
-    /* query overrides, -1 when absent */
-    int delay_ms, jitter_ms, status, fail_pct, chunked, trailer;
-    long long size;
-    bool expect417;
-    bool has_cc; /* cc= given (possibly empty); the value is in conn.cc */
-    size_t cc_len;
-    uint64_t body_bytes, body_fnv;
-};
-
-struct conn {
-    struct conn *prev, *next;
-    struct worker *w;
-    struct bufferevent *bev;
-    struct event timer; /* delay and /slow ticks */
-    enum conn_state state;
-    bool eof;  /* the peer will send nothing more */
-    bool dead; /* free at the end of the current callback */
-    enum body_state bstate;
-    uint64_t body_left;
-    size_t trailer_bytes;
-    struct req req;
-    uint64_t out_left, out_off; /* generated body: bytes to go, pattern offset */
-    bool out_chunked, out_trailer;
-    uint64_t slow_total;
-    unsigned slow_tick, slow_ticks, slow_interval_ms;
-    struct origin_ws *ws;
-    char *head; /* copy of the current request head */
-    size_t head_len, head_cap;
-    struct hdr hdrs[ORIGIN_HEADERS_MAX];
-    char cc[ORIGIN_CC_MAX + 1];
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -307,14 +182,6 @@ static size_t fmt_hex(char *t, uint64_t v, int minw)
     return (size_t)(16 - i);
 }
 
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch |= 0x20;
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 static uint64_t worker_rand(struct worker *w)
 {
     w->rng ^= w->rng >> 12;
@@ -333,109 +200,6 @@ static void worker_date(struct worker *w)
     gmtime_r(&now, &tm);
     w->date_len = strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     w->date_sec = now;
-}
-
-/* 1*DIGIT in [s, s+n), not above max. Returns 0 or -1. */
-static int parse_uint(const char *s, size_t n, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    if (n == 0)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-        if (v > max)
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Next element of a comma-separated list in [*pp, e), OWS trimmed, empty
- * elements skipped. Returns false at the end. */
-static bool list_next(const char **pp, const char *e, const char **tok, size_t *len)
-{
-    const char *p = *pp, *s, *t;
-
-    while (p < e && (*p == ',' || *p == ' ' || *p == '\t'))
-        p++;
-    if (p >= e)
-        return false;
-    for (s = p; p < e && *p != ',';)
-        p++;
-    for (t = p; t > s && (t[-1] == ' ' || t[-1] == '\t');)
-        t--;
-    *tok = s;
-    *len = (size_t)(t - s);
-    *pp = p;
-    return true;
-}
-
-/* Content-Length: 1*DIGIT, or a list of identical values. Returns 0 or -1. */
-static int parse_cl(const char *v, size_t n, uint64_t *out)
-{
-    const char *p = v, *t;
-    size_t tl;
-    uint64_t x;
-    bool have = false;
-
-    if (memchr(v, ',', n) == NULL) /* the usual case; also rejects an empty value */
-        return parse_uint(v, n, 1ULL << 62, out);
-    while (list_next(&p, v + n, &t, &tl)) {
-        if (parse_uint(t, tl, 1ULL << 62, &x) < 0 || (have && x != *out))
-            return -1;
-        *out = x;
-        have = true;
-    }
-    return have ? 0 : -1;
-}
-
-/* Next key=value of a query string in [*pp, e). Returns false at the end. */
-static bool query_next(const char **pp, const char *e, const char **k, size_t *kl, const char **v, size_t *vl)
-{
-    const char *p = *pp, *amp, *eq;
-
-    while (p < e && *p == '&')
-        p++;
-    if (p >= e)
-        return false;
-    amp = memchr(p, '&', (size_t)(e - p));
-    if (amp == NULL)
-        amp = e;
-    eq = memchr(p, '=', (size_t)(amp - p));
-    *k = p;
-    *kl = (size_t)((eq ? eq : amp) - p);
-    *v = eq ? eq + 1 : amp;
-    *vl = (size_t)(amp - *v);
-    *pp = amp;
-    return true;
-}
-
-/* Copy a value into out (cap bytes with the NUL), URL-decoding ('%XX', '+')
- * when decode. header: reject control bytes (the value becomes a header).
- * Returns the length or -1. */
-static long value_copy(const char *s, size_t n, char *out, size_t cap, bool decode, bool header)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (decode && ch == '%') {
-            if (i + 2 >= n || hexval((unsigned char)s[i + 1]) < 0 || hexval((unsigned char)s[i + 2]) < 0)
-                return -1;
-            ch = (unsigned char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
-            i += 2;
-        } else if (decode && ch == '+') {
-            ch = ' ';
-        }
-        if ((header && ((ch < 0x20 && ch != '\t') || ch == 0x7f)) || o + 1 >= cap)
-            return -1;
-        out[o++] = (char)ch;
-    }
-    out[o] = '\0';
-    return (long)o;
 }
 
 static void json_str(struct evbuffer *b, const char *s, size_t n)
@@ -507,18 +271,6 @@ static void last_record(struct origin_last *l, const char *p, size_t n)
     memcpy(l->buf, p, n);
     l->len = n;
     pthread_mutex_unlock(&g_last_lock);
-}
-
-/* "delay_ms" matches "delay_ms" and "delay-ms". */
-static bool key_is(const char *k, size_t kl, const char *name)
-{
-    size_t i;
-
-    for (i = 0; i < kl && name[i] != '\0'; i++) {
-        if (k[i] != name[i] && !(k[i] == '-' && name[i] == '_'))
-            return false;
-    }
-    return i == kl && name[i] == '\0';
 }
 
 /* Change one setting by name (g_int_settings, body_size, cache_control,
@@ -966,244 +718,6 @@ static void respond_ctl(struct conn *c)
     response_done(c);
 }
 
-/* ------------------------------------------------------------ requests */
-
-/* Semantics of one header field. Returns 0 or an HTTP error status. */
-static int req_header(struct req *r, const char *n, size_t nl, const char *v, size_t vl)
-{
-    const char *p = v, *e = v + vl, *t;
-    size_t tl;
-    uint64_t cl = 0;
-
-    if (NAME_IS(n, nl, "host")) {
-        r->host_count++;
-    } else if (NAME_IS(n, nl, "content-length")) {
-        if (parse_cl(v, vl, &cl) < 0 || (r->has_cl && cl != r->content_length))
-            return 400;
-        r->has_cl = true;
-        r->content_length = cl;
-    } else if (NAME_IS(n, nl, "transfer-encoding")) {
-        r->has_te = true;
-        while (list_next(&p, e, &t, &tl)) {
-            if (r->te_chunked) /* chunked must be the final coding, once */
-                return 400;
-            if (NAME_IS(t, tl, "chunked"))
-                r->te_chunked = true;
-            else
-                r->te_other = true;
-        }
-    } else if (NAME_IS(n, nl, "connection")) {
-        while (list_next(&p, e, &t, &tl)) {
-            r->conn_close |= NAME_IS(t, tl, "close");
-            r->conn_keepalive |= NAME_IS(t, tl, "keep-alive");
-            r->conn_upgrade |= NAME_IS(t, tl, "upgrade");
-        }
-    } else if (NAME_IS(n, nl, "expect")) {
-        if (NAME_IS(v, vl, "100-continue"))
-            r->expect_continue = true;
-        else
-            r->expect_other = true;
-    } else if (NAME_IS(n, nl, "upgrade")) {
-        while (list_next(&p, e, &t, &tl))
-            r->upgrade_ws |= NAME_IS(t, tl, "websocket");
-    } else if (NAME_IS(n, nl, "sec-websocket-key")) {
-        r->ws_key = v;
-        r->ws_key_len = vl;
-        r->ws_key_count++;
-    } else if (NAME_IS(n, nl, "sec-websocket-version")) {
-        r->ws_version = v;
-        r->ws_version_len = vl;
-    }
-    return 0;
-}
-
-static enum route route_of(const char *p, size_t n)
-{
-    /* clang-format off */
-    static const struct { const char *path; enum route route; } tab[] = {
-        {"/echo", R_ECHO}, {"/health", R_HEALTH}, {"/ws", R_WS}, {"/slow", R_SLOW}, {"/reset", R_RESET},
-        {"/_ctl/stats", R_CTL_STATS}, {"/_ctl/reset", R_CTL_RESET}, {"/_ctl/set", R_CTL_SET},
-        {"/_ctl/last", R_CTL_LAST}, {"/_ctl/last_health", R_CTL_LAST_HEALTH},
-    };
-    /* clang-format on */
-    if (n < 3 || n > 18)
-        return R_DEFAULT;
-    for (size_t i = 0; i < ARRAY_LEN(tab); i++) {
-        if (strlen(tab[i].path) == n && memcmp(tab[i].path, p, n) == 0)
-            return tab[i].route;
-    }
-    return n >= 6 && memcmp(p, "/_ctl/", 6) == 0 ? R_CTL_UNKNOWN : R_DEFAULT;
-}
-
-/* Split the target (origin-form, absolute-form or "*") into path and
- * query. Returns 0 or 400. */
-static int req_target(struct req *r)
-{
-    const char *t = r->target, *e = t + r->target_len, *q;
-
-    if (r->target_len == 1 && t[0] == '*') {
-        r->path = t;
-        r->path_len = 1;
-        return 0;
-    }
-    if (t[0] != '/') {
-        if (r->target_len > 7 && strncasecmp(t, "http://", 7) == 0)
-            t += 7;
-        else if (r->target_len > 8 && strncasecmp(t, "https://", 8) == 0)
-            t += 8;
-        else
-            return 400;
-        while (t < e && *t != '/' && *t != '?')
-            t++;
-    }
-    q = memchr(t, '?', (size_t)(e - t));
-    r->path = t;
-    r->path_len = (size_t)((q ? q : e) - t);
-    if (r->path_len == 0) { /* "http://host" or "http://host?q" */
-        r->path = "/";
-        r->path_len = 1;
-    }
-    if (q != NULL) {
-        r->query = q + 1;
-        r->query_len = (size_t)(e - q - 1);
-    }
-    return 0;
-}
-
-/* Per-request overrides from the query; unknown keys are ignored. Returns 0
- * or 400. */
-static int req_query(struct conn *c)
-{
-    /* clang-format off */
-    static const struct { const char *key; size_t off; int min, max; } tab[] = {
-        {"delay_ms", offsetof(struct req, delay_ms), 0, ORIGIN_MS_MAX},
-        {"jitter_ms", offsetof(struct req, jitter_ms), 0, ORIGIN_MS_MAX},
-        {"status", offsetof(struct req, status), 200, 599}, {"fail_pct", offsetof(struct req, fail_pct), 0, 100},
-        {"chunked", offsetof(struct req, chunked), 0, 1}, {"trailer", offsetof(struct req, trailer), 0, 1},
-    };
-    /* clang-format on */
-    struct req *r = &c->req;
-    const char *p = r->query, *e = p + r->query_len, *k, *v;
-    size_t kl, vl;
-    uint64_t x;
-    long n;
-
-    while (p != NULL && query_next(&p, e, &k, &kl, &v, &vl)) {
-        for (size_t i = 0; i < ARRAY_LEN(tab); i++) {
-            if (!key_is(k, kl, tab[i].key))
-                continue;
-            if (parse_uint(v, vl, (uint64_t)tab[i].max, &x) < 0 || x < (uint64_t)tab[i].min)
-                return 400;
-            *(int *)((char *)r + tab[i].off) = (int)x;
-        }
-        if (key_is(k, kl, "size")) {
-            if (parse_uint(v, vl, ORIGIN_SIZE_MAX, &x) < 0)
-                return 400;
-            r->size = (long long)x;
-        } else if (key_is(k, kl, "expect")) {
-            r->expect417 = NAME_IS(v, vl, "417");
-        } else if (key_is(k, kl, "cc")) {
-            n = value_copy(v, vl, c->cc, sizeof(c->cc), true, true);
-            if (n < 0)
-                return 400;
-            r->has_cc = true;
-            r->cc_len = (size_t)n;
-        }
-    }
-    return 0;
-}
-
-/* Parse the head in c->head (it ends with CRLF CRLF). Returns 0 or an HTTP
- * error status. */
-static int req_parse_head(struct conn *c)
-{
-    struct req *r = &c->req;
-    char *p = c->head, *end = c->head + c->head_len, *nl, *le, *s, *t, *n, *v, *ve;
-    int rc;
-
-    /* request-line = method SP request-target SP HTTP-version CRLF */
-    nl = memchr(p, '\n', (size_t)(end - p));
-    if (nl == NULL || nl == p || nl[-1] != '\r')
-        return 400;
-    le = nl - 1;
-    for (s = p; s < le && g_tchar[(unsigned char)*s];)
-        s++;
-    if (s == p || s >= le || *s != ' ')
-        return 400;
-    r->method = p;
-    r->method_len = (size_t)(s - p);
-    for (t = ++s; s < le && *s != ' '; s++) {
-        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
-            return 400;
-    }
-    if (s == t || s >= le)
-        return 400;
-    r->target = t;
-    r->target_len = (size_t)(s - t);
-    s++;
-    if (le - s != 8 || memcmp(s, "HTTP/", 5) != 0 || s[5] < '0' || s[5] > '9' || s[6] != '.' || s[7] < '0' ||
-        s[7] > '9')
-        return 400;
-    if (s[5] != '1')
-        return 505;
-    r->minor = s[7] == '0' ? 0 : 1;
-    r->is_head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
-
-    /* field-line = field-name ":" OWS field-value OWS CRLF */
-    for (p = nl + 1;; p = nl + 1) {
-        struct hdr *h;
-
-        nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL || nl == p || nl[-1] != '\r')
-            return 400;
-        le = nl - 1;
-        if (le == p)
-            break;
-        for (n = p; n < le && g_tchar[(unsigned char)*n];)
-            n++;
-        if (n == p || n >= le || *n != ':') /* also obs-fold and space before ':' */
-            return 400;
-        for (v = n + 1; v < le && (*v == ' ' || *v == '\t');)
-            v++;
-        for (ve = le; ve > v && (ve[-1] == ' ' || ve[-1] == '\t');)
-            ve--;
-        for (s = v; s < ve; s++) {
-            if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
-                return 400;
-        }
-        if (r->nhdrs == ORIGIN_HEADERS_MAX)
-            return 431;
-        h = &c->hdrs[r->nhdrs++];
-        h->name = (uint32_t)(p - c->head);
-        h->name_len = (uint32_t)(n - p);
-        h->value = (uint32_t)(v - c->head);
-        h->value_len = (uint32_t)(ve - v);
-        rc = req_header(r, p, (size_t)(n - p), v, (size_t)(ve - v));
-        if (rc != 0)
-            return rc;
-    }
-    if (r->host_count > 1 || (r->minor == 1 && r->host_count == 0))
-        return 400;
-    if (r->has_te && (r->minor == 0 || r->has_cl || !r->te_chunked))
-        return 400;
-    if (r->has_te && r->te_other)
-        return 501;
-    r->keepalive = r->minor == 1 ? !r->conn_close : (r->conn_keepalive && !r->conn_close);
-    rc = req_target(r);
-    if (rc != 0)
-        return rc;
-    r->route = route_of(r->path, r->path_len);
-    return 0;
-}
-
-static void req_reset(struct req *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->delay_ms = r->jitter_ms = r->status = r->fail_pct = r->chunked = r->trailer = -1;
-    r->size = -1;
-    r->body_fnv = FNV_OFFSET;
-}
-
 /* /ws: validate the upgrade, answer 101 and switch to ST_WS. */
 static void ws_handshake(struct conn *c)
 {
@@ -1236,7 +750,7 @@ static void ws_handshake(struct conn *c)
 }
 
 /* The head is parsed: count it, honour Expect, pick the body framing. */
-static void req_head_done(struct conn *c)
+void req_head_done(struct conn *c)
 {
     struct req *r = &c->req;
     bool has_body = r->te_chunked || r->content_length > 0;
@@ -1277,174 +791,6 @@ static void req_head_done(struct conn *c)
     c->body_left = r->content_length;
     c->trailer_bytes = 0;
     c->state = ST_BODY;
-}
-
-/* ST_HEAD: find, copy and parse the next head. Returns ORIGIN_OK (the state
- * changed), ORIGIN_AGAIN or an HTTP error status. */
-static int conn_read_head(struct conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t len = evbuffer_get_length(in), hlen;
-    struct evbuffer_ptr ptr;
-    unsigned char *d;
-    int rc;
-
-    if (len == 0)
-        return ORIGIN_AGAIN;
-    req_reset(&c->req);
-    while (len > 0) { /* a server SHOULD ignore empty lines before the request-line */
-        d = evbuffer_pullup(in, len < 2 ? (ssize_t)len : 2);
-        if (d[0] != '\r' && d[0] != '\n')
-            break;
-        if (d[0] == '\n' || (len >= 2 && d[1] != '\n'))
-            return 400;
-        if (len < 2)
-            return ORIGIN_AGAIN;
-        evbuffer_drain(in, 2);
-        len -= 2;
-    }
-    if (len == 0)
-        return ORIGIN_AGAIN;
-    ptr = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-    if (ptr.pos < 0) {
-        if (len > ORIGIN_HEAD_MAX)
-            return 431;
-        if (evbuffer_search(in, "\n\n", 2, NULL).pos >= 0) /* bare LF line ends */
-            return 400;
-        return ORIGIN_AGAIN;
-    }
-    hlen = (size_t)ptr.pos + 4;
-    if (hlen > ORIGIN_HEAD_MAX)
-        return 431;
-    if (hlen > c->head_cap) {
-        size_t cap = c->head_cap ? c->head_cap : 1024;
-        char *nh;
-        while (cap < hlen)
-            cap *= 2;
-        nh = realloc(c->head, cap);
-        if (nh == NULL) {
-            c->dead = true;
-            return ORIGIN_OK;
-        }
-        c->head = nh;
-        c->head_cap = cap;
-    }
-    evbuffer_remove(in, c->head, hlen);
-    c->head_len = hlen;
-    rc = req_parse_head(c);
-    if (rc != 0)
-        return rc;
-    req_head_done(c);
-    return ORIGIN_OK;
-}
-
-/* One CRLF-terminated line of the chunked framing into buf. */
-static int body_line(struct evbuffer *in, char *buf, size_t *len)
-{
-    size_t eol;
-    struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF_STRICT);
-
-    if (p.pos < 0)
-        return evbuffer_get_length(in) > ORIGIN_LINE_MAX ? 400 : ORIGIN_AGAIN;
-    if ((size_t)p.pos > ORIGIN_LINE_MAX)
-        return 400;
-    evbuffer_remove(in, buf, (size_t)p.pos);
-    evbuffer_drain(in, 2);
-    *len = (size_t)p.pos;
-    for (size_t i = 0; i < *len; i++) {
-        if (((unsigned char)buf[i] < 0x20 && buf[i] != '\t') || buf[i] == 0x7f) /* bare CR/LF, controls */
-            return 400;
-    }
-    return ORIGIN_OK;
-}
-
-/* Count, checksum and drop n body bytes. */
-static void body_consume(struct req *r, struct evbuffer *in, size_t n)
-{
-    unsigned char buf[16384];
-    uint64_t h = r->body_fnv;
-
-    while (n > 0) {
-        int m = evbuffer_remove(in, buf, n < sizeof(buf) ? n : sizeof(buf));
-        if (m <= 0)
-            break;
-        for (int i = 0; i < m; i++)
-            h = (h ^ buf[i]) * FNV_PRIME;
-        n -= (size_t)m;
-        r->body_bytes += (uint64_t)m;
-    }
-    r->body_fnv = h;
-}
-
-/* ST_BODY: decode and drop. Returns ORIGIN_OK once the body is complete,
- * ORIGIN_AGAIN or 400. */
-static int conn_read_body(struct conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    char line[ORIGIN_LINE_MAX + 1];
-    uint64_t sz;
-    size_t n, i;
-    int rc;
-
-    for (;;) {
-        switch (c->bstate) {
-        case B_NONE:
-            return ORIGIN_OK;
-        case B_LENGTH:
-        case B_CHUNK_DATA:
-            n = evbuffer_get_length(in);
-            if (n == 0)
-                return ORIGIN_AGAIN;
-            n = n < c->body_left ? n : (size_t)c->body_left;
-            body_consume(&c->req, in, n);
-            c->body_left -= n;
-            if (c->body_left > 0)
-                return ORIGIN_AGAIN;
-            c->bstate = c->bstate == B_LENGTH ? B_NONE : B_CHUNK_CRLF;
-            break;
-        case B_CHUNK_CRLF:
-            if (evbuffer_get_length(in) < 2)
-                return ORIGIN_AGAIN;
-            evbuffer_copyout(in, line, 2);
-            if (line[0] != '\r' || line[1] != '\n')
-                return 400;
-            evbuffer_drain(in, 2);
-            c->bstate = B_CHUNK_SIZE;
-            break;
-        case B_CHUNK_SIZE: /* chunk-size [ BWS ";" chunk-ext ] CRLF */
-            rc = body_line(in, line, &n);
-            if (rc != ORIGIN_OK)
-                return rc;
-            for (i = 0, sz = 0; i < n && hexval((unsigned char)line[i]) >= 0; i++) {
-                if (sz >> 56)
-                    return 400;
-                sz = sz * 16 + (uint64_t)hexval((unsigned char)line[i]);
-            }
-            if (i == 0)
-                return 400;
-            while (i < n && (line[i] == ' ' || line[i] == '\t'))
-                i++;
-            if (i < n && line[i] != ';')
-                return 400;
-            c->body_left = sz;
-            c->bstate = sz == 0 ? B_TRAILER : B_CHUNK_DATA;
-            break;
-        case B_TRAILER: /* *( field-line CRLF ) CRLF */
-            rc = body_line(in, line, &n);
-            if (rc != ORIGIN_OK)
-                return rc;
-            if (n == 0) {
-                c->bstate = B_NONE;
-                return ORIGIN_OK;
-            }
-            c->trailer_bytes += n + 2;
-            for (i = 0; i < n && g_tchar[(unsigned char)line[i]];)
-                i++;
-            if (i == 0 || i == n || line[i] != ':' || c->trailer_bytes > ORIGIN_TRAILER_MAX)
-                return 400;
-            break;
-        }
-    }
 }
 
 /* The body is read: answer now, after a delay, or never (health_hang). */

@@ -23,15 +23,7 @@
 
 #include <openssl/evp.h>
 
-/* Interface (declared again in origin.c, keep the two in step). */
-struct origin_ws;
-struct origin_ws *origin_ws_new(void);
-void origin_ws_free(struct origin_ws *ws);
-int origin_ws_accept(const char *key, size_t len, char out[29]);
-int origin_ws_echo(struct origin_ws *ws, struct evbuffer *in, struct evbuffer *out, size_t out_high);
-
-#define ORIGIN_WS_AGAIN 0 /* needs more input, or out reached out_high */
-#define ORIGIN_WS_CLOSE 1 /* a close frame was queued: close once out is written */
+#include "origin.h" /* the interface: origin_ws_*, ORIGIN_WS_AGAIN, ORIGIN_WS_CLOSE */
 
 struct origin_ws {
     bool in_frame;   /* a frame header was consumed, payload pending */
