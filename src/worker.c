@@ -148,13 +148,12 @@ struct weir_worker *weir_worker_new(int id, const struct weir_conf *conf)
     TAILQ_INIT(&w->sessions);
     TAILQ_INIT(&w->idle_all);
     /* Each base is touched by its own thread only (other threads talk to a
-     * worker through its eventfd), so libevent needs no locks; the epoll
-     * changelist folds an add and a delete of the same fd within one loop
-     * pass into no syscall at all. */
+     * worker through its eventfd), so libevent needs no locks. (No epoll
+     * changelist: it defers epoll_ctl(DEL) past close(), which another
+     * worker's accept may already have reused the number for.) */
     struct event_config *cfg = event_config_new();
     if (cfg == NULL)
         goto err;
-    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
     w->base = event_base_new_with_config(cfg);
     event_config_free(cfg);
