@@ -221,7 +221,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void up_read_cb(struct bufferevent *bev, void *arg);
 static void up_write_cb(struct bufferevent *bev, void *arg);
 static void up_event_cb(struct bufferevent *bev, short what, void *arg);
-static void process_heads(struct weir_session *s);
+static int process_heads(struct weir_session *s);
 static int choose_and_connect(struct weir_session *s);
 
 static void release_server(struct weir_session *s)
@@ -475,7 +475,7 @@ static int finish_exchange(struct weir_session *s)
     set_gauge(s, WEIR_G_CLIENT_IDLE);
     arm_idle(s);
     if (!s->in_head_loop && evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
-        process_heads(s); /* pipelined requests already buffered */
+        return process_heads(s); /* pipelined requests already buffered */
     return 0;
 }
 
@@ -769,7 +769,9 @@ static int dispatch(struct weir_session *s, struct weir_http_msg *m)
     return choose_and_connect(s);
 }
 
-static void process_heads(struct weir_session *s)
+/* Parse and dispatch the request heads buffered on the client side, one at
+ * a time. Returns -1 when the session was freed. */
+static int process_heads(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
     struct evbuffer *in = bufferevent_get_input(s->cbev);
@@ -812,13 +814,13 @@ static void process_heads(struct weir_session *s)
             s->req_done = 1;
             evbuffer_drain(in, len);
             s->in_head_loop = 0;
-            send_local(s, m->error_status ? m->error_status : 400, m->error, 1);
-            return;
+            return send_local(s, m->error_status ? m->error_status : 400, m->error, 1);
         }
         if (dispatch(s, m) < 0)
-            return;
+            return -1;
     }
     s->in_head_loop = 0;
+    return 0;
 }
 
 /* ---- choosing a server ---- */
@@ -832,7 +834,7 @@ static int fail_upstream(struct weir_session *s, int status, const char *detail)
     return send_local(s, status, detail, !s->req_done || s->req_consumed);
 }
 
-static void on_upstream_ready(struct weir_session *s);
+static int on_upstream_ready(struct weir_session *s);
 
 static int choose_and_connect(struct weir_session *s)
 {
@@ -866,8 +868,7 @@ static int choose_and_connect(struct weir_session *s)
             weir_stats_gauge_add(w->id, WEIR_G_UP_ACTIVE, 1);
             s->up_reused = 1;
             bufferevent_setcb(c->bev, up_read_cb, up_write_cb, up_event_cb, s);
-            on_upstream_ready(s);
-            return 0;
+            return on_upstream_ready(s);
         }
         c = weir_up_connect(w, srv, up_read_cb, up_write_cb, up_event_cb, s);
         if (c != NULL) {
@@ -910,7 +911,10 @@ static void request_sent(struct weir_session *s)
     bufferevent_set_timeouts(s->up->bev, w->tv_upstream, w->tv_upstream);
 }
 
-static void on_upstream_ready(struct weir_session *s)
+/* The upstream connection is usable: send the head and start the body.
+ * Returns -1 when the session was freed (a malformed body already
+ * buffered). */
+static int on_upstream_ready(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
     struct bufferevent *ub = s->up->bev;
@@ -927,9 +931,9 @@ static void on_upstream_ready(struct weir_session *s)
     if (s->req_done) {
         request_sent(s);
         flush_out(ub);
-        return;
+        return 0;
     }
-    pump_request_body(s);
+    return pump_request_body(s);
 }
 
 /* Returns -1 when the session was freed. */
