@@ -14,7 +14,7 @@
 
 static int error_fd = 2;
 static _Atomic int log_level = WEIR_LOG_INFO;
-static int access_fd = -1;          /* set once before workers start */
+static int access_fd = -1; /* set once before workers start */
 static _Atomic int access_on = 0;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
