@@ -211,6 +211,24 @@ static struct weir_rt *current_with_pool(struct evhttp_request *req, const char 
     return rt;
 }
 
+/* The current snapshot (retained) and server `address` of `pool`, or NULL
+ * after answering 503/404. */
+static struct weir_rt *current_with_server(struct evhttp_request *req, const char *pool, const char *address,
+                                           const struct weir_pool **p, struct weir_server **s)
+{
+    struct weir_rt *rt = current_with_pool(req, pool, p);
+
+    if (rt == NULL)
+        return NULL;
+    *s = rt_server(*p, address);
+    if (*s == NULL) {
+        weir_admin_reply_error(req, 404, "pool '%s' has no server %s", pool, address);
+        weir_rt_release(rt);
+        return NULL;
+    }
+    return rt;
+}
+
 /* ---- POST /pools/{pool}/servers ---- */
 
 void weir_admin_api_add_server(struct evhttp_request *req, const char *pool)
@@ -282,19 +300,14 @@ void weir_admin_api_patch_server(struct evhttp_request *req, const char *pool, c
 {
     static const char *const allowed[] = {"weight", "state", NULL};
     const struct weir_pool *p;
-    struct weir_rt *rt = current_with_pool(req, pool, &p);
     struct weir_server *s;
+    struct weir_rt *rt = current_with_server(req, pool, address, &p, &s);
     json_t *body = NULL;
     const json_t *jst;
     int weight, state = -1;
 
     if (rt == NULL)
         return;
-    s = rt_server(p, address);
-    if (s == NULL) {
-        weir_admin_reply_error(req, 404, "pool '%s' has no server %s", pool, address);
-        goto out;
-    }
     body = read_body(req, allowed);
     if (body == NULL)
         goto out;
@@ -412,17 +425,12 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
 void weir_admin_api_delete_server(struct evhttp_request *req, const char *pool, const char *address)
 {
     const struct weir_pool *p;
-    struct weir_rt *rt = current_with_pool(req, pool, &p);
     struct weir_server *s;
+    struct weir_rt *rt = current_with_server(req, pool, address, &p, &s);
     struct pending *d;
 
     if (rt == NULL)
         return;
-    s = rt_server(p, address);
-    if (s == NULL) {
-        weir_admin_reply_error(req, 404, "pool '%s' has no server %s", pool, address);
-        goto out;
-    }
     d = pending_find(pool, s->address);
     if (d == NULL) {
         d = calloc(1, sizeof(*d));
