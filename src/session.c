@@ -440,6 +440,22 @@ static void flush_out(struct bufferevent *bev)
         bufferevent_enable(bev, EV_WRITE);
 }
 
+/*
+ * 1 when bev's output holds HWM or more even after writing what the socket
+ * takes now: the caller pauses the side that feeds it. EV_WRITE is then on
+ * (flush_out left bytes), so the write callback will resume the caller; the
+ * flush must come first, or a socket that takes everything would leave no
+ * callback to resume it.
+ */
+static int out_full(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) < HWM)
+        return 0;
+    flush_out(bev);
+    return evbuffer_get_length(out) >= HWM;
+}
+
 /* ---- ending an exchange ---- */
 
 /* Waiting for a request: a new connection must send its first head within
@@ -945,7 +961,7 @@ static int pump_request_body(struct weir_session *s)
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)
             break;
-        if (evbuffer_get_length(out) >= HWM) {
+        if (out_full(s->up->bev)) {
             /* Backpressure: the client buffer fills to its high-water mark
              * and libevent stops reading it; up_write_cb resumes. */
             s->req_paused = 1;
@@ -1144,7 +1160,7 @@ static int pump_response_body(struct weir_session *s)
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)
             break;
-        if (evbuffer_get_length(out) >= HWM) {
+        if (out_full(s->cbev)) {
             /* the upstream buffer fills to its high-water mark and libevent
              * stops reading it; client_write_cb resumes */
             s->resp_paused = 1;
@@ -1192,9 +1208,8 @@ static int pump_response_body(struct weir_session *s)
  * callback moves again). */
 static void tunnel_move(struct bufferevent *from, struct bufferevent *to)
 {
-    struct evbuffer *out = bufferevent_get_output(to);
-    if (evbuffer_get_length(out) < HWM)
-        evbuffer_add_buffer(out, bufferevent_get_input(from));
+    if (!out_full(to))
+        evbuffer_add_buffer(bufferevent_get_output(to), bufferevent_get_input(from));
     flush_out(to);
 }
 
