@@ -56,6 +56,7 @@ struct weir_session {
     struct event *hdr_timer; /* client_header_ms deadline, created on first use */
     int state;
     int close_after;             /* close the client connection after this exchange */
+    int peer_eof;                /* the client half-closed: answer what it sent, then close */
     int in_head_loop;            /* process_heads() is on the stack */
     size_t scan_pos, scan_lines; /* request head resume point */
     char peer[INET6_ADDRSTRLEN];
@@ -475,7 +476,8 @@ static int finish_exchange(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
     log_request(s);
-    int must_close = s->close_after || !s->req_done || w->draining;
+    int must_close = s->close_after || !s->req_done || w->draining ||
+                     (s->peer_eof && evbuffer_get_length(bufferevent_get_input(s->cbev)) == 0);
     reset_exchange(s);
     flush_out(s->cbev);
     if (must_close) {
@@ -818,6 +820,11 @@ static int process_heads(struct weir_session *s)
         if (rc == WEIR_AGAIN) {
             s->scan_pos = m->scan_pos;
             s->scan_lines = m->scan_lines;
+            if (s->peer_eof) { /* a head that can never complete */
+                s->in_head_loop = 0;
+                session_free(s);
+                return -1;
+            }
             break;
         }
         if (rc != WEIR_OK) {
@@ -1278,9 +1285,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     struct weir_session *s = arg;
     if ((what & (BEV_EVENT_EOF | BEV_EVENT_READING)) == (BEV_EVENT_EOF | BEV_EVENT_READING) &&
         (s->state == S_UPSTREAM || s->state == S_RESP) && s->req_done) {
-        /* The client half-closed after a complete request: answer it, then
-         * close (libevent has stopped reading). */
-        s->close_after = 1;
+        /* The client half-closed after a complete request: answer it and
+         * any complete requests it pipelined before, then close (libevent
+         * has stopped reading). */
+        s->peer_eof = 1;
         return;
     }
     if (s->state == S_RESP || s->state == S_UPSTREAM) {

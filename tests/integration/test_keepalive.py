@@ -251,3 +251,29 @@ def test_upstream_idle_per_server_limit(procs):
     assert res == [200] * 4
     # 4 upstream connections were needed at once; only 1 is kept idle (+1: stats)
     assert wait_until(lambda: o.stats()["connections_open"] <= 2, tf(2), 0.05), o.stats()
+
+
+def test_half_closed_client_still_gets_its_answers(procs):
+    """A client that sends its requests and then shuts down its sending side
+    (shutdown(SHUT_WR), as `nc -N` or some HTTP/1.0 tools do) still gets the
+    complete responses, in order, before weir closes the connection: weir
+    keeps reading clients during an exchange, so it sees that EOF early and
+    must not take it for an abort."""
+    import socket
+    o = procs.origin("a", "--delay-ms", "200")
+    w = procs.weir(pools=[pool("p", [o])])
+    with HttpConn(w.port) as c:
+        c.send(build_request("GET", "/first") + build_request("GET", "/second", body=b"", headers=[("X-Big", "1")]))
+        c.sock.shutdown(socket.SHUT_WR)
+        r1 = c.read_response()
+        r2 = c.read_response()
+        assert (r1.status, r1.body) == (200, b"a GET /first\n"), r1
+        assert (r2.status, r2.body) == (200, b"a GET /second\n"), r2
+        with pytest.raises(Exception):
+            c.read_response()  # then weir closes
+    # and a big response is not cut either
+    with HttpConn(w.port) as c:
+        c.send(build_request("GET", "/big?size=3000000&delay_ms=0"))
+        c.sock.shutdown(socket.SHUT_WR)
+        r = c.read_response()
+        assert r.status == 200 and len(r.body) == 3000000, (r.status, len(r.body))
