@@ -212,23 +212,28 @@ static int hc_head(struct weir_hcheck *c, struct evbuffer *in)
     }
 }
 
+/* While the head is awaited, run its parser over `in`. Returns 1 when the
+ * check is over (judged, or finished by an error), 0 to go on. */
+static int hc_head_step(struct weir_hcheck *c, struct evbuffer *in)
+{
+    if (c->phase != HC_HEAD)
+        return 0;
+    int r = hc_head(c, in);
+    if (r > 0)
+        hc_judge(c);
+    return r != 0;
+}
+
 static void hc_read_cb(struct bufferevent *bev, void *arg)
 {
     struct weir_hcheck *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
 
-    if (c->phase == HC_HEAD) {
-        int r = hc_head(c, in);
-        if (r < 0)
-            return;
-        if (r > 0) {
-            hc_judge(c);
-            return;
-        }
-        if (c->phase == HC_HEAD && evbuffer_get_length(in) >= HC_HEAD_MAX) {
-            hc_finish(c, 0, 0, "response head too large");
-            return;
-        }
+    if (hc_head_step(c, in))
+        return;
+    if (c->phase == HC_HEAD && evbuffer_get_length(in) >= HC_HEAD_MAX) {
+        hc_finish(c, 0, 0, "response head too large");
+        return;
     }
     if (c->phase == HC_BODY && hc_body(c, in, 0))
         hc_judge(c);
@@ -258,15 +263,8 @@ static void hc_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_EOF) {
         struct evbuffer *in = bufferevent_get_input(bev);
-        if (c->phase == HC_HEAD) {
-            int r = hc_head(c, in);
-            if (r < 0)
-                return;
-            if (r > 0) {
-                hc_judge(c);
-                return;
-            }
-        }
+        if (hc_head_step(c, in))
+            return;
         if (c->phase == HC_BODY) {
             hc_body(c, in, 1);
             if (c->body_mode == WEIR_BODY_EOF || c->body_len > 0) {
