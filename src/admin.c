@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -962,6 +963,21 @@ static evutil_socket_t listen_on(const struct weir_conf_addr *a)
     return fd;
 }
 
+/* libevent 2.1's evhttp, freeing a connection from inside one of the
+ * connection's own callbacks, closes the socket itself while the bufferevent's
+ * events are still registered; they come off later (epoll_ctl DEL -> EBADF).
+ * Between the two a worker thread may accept a client that gets the same
+ * descriptor number, and the late DEL then names the worker's socket: the
+ * kernel shrugs (ENOENT), ThreadSanitizer rightly reports a cross-thread use.
+ * Handing evhttp a bufferevent that owns its socket (BEV_OPT_CLOSE_ON_FREE)
+ * makes evhttp leave the close to the bufferevent, which deletes its events
+ * first and closes after. */
+static struct bufferevent *admin_bev(struct event_base *base, void *arg)
+{
+    (void)arg;
+    return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+}
+
 int weir_admin_start(struct event_base *base, const struct weir_admin_opts *opts)
 {
     const struct weir_conf_addr *a = &opts->conf->admin.addr;
@@ -982,6 +998,7 @@ int weir_admin_start(struct event_base *base, const struct weir_admin_opts *opts
     evhttp_set_max_headers_size(A.http, ADMIN_MAX_HEADERS);
     evhttp_set_timeout(A.http, ADMIN_TIMEOUT_S);
     evhttp_set_gencb(A.http, on_request, NULL);
+    evhttp_set_bevcb(A.http, admin_bev, NULL);
     fd = listen_on(a);
     if (fd < 0) {
         weir_log_error("admin: cannot listen on %s: %s", a->text, strerror(errno));
