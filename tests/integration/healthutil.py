@@ -11,6 +11,7 @@ scripts/failover-bench (standard library only; builds on weirtest).
 """
 
 import calendar
+import math
 import re
 import threading
 import time
@@ -34,6 +35,9 @@ def log_events(text):
 
 
 def find_events(weir, pattern, since=0.0):
+    # log timestamps are cut to the millisecond: a line written in the same
+    # millisecond as `since` carries a timestamp up to 1 ms before it
+    since = math.floor(since * 1000) / 1000.0
     rx = re.compile(pattern)
     return [(t, msg) for t, _, msg in log_events(weir.stderr()) if t >= since and rx.search(msg)]
 
