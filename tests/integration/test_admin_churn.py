@@ -9,7 +9,7 @@ import threading
 import time
 
 from adminutil import Admin, admin_extra
-from weirtest import HttpConn, conf, fd_count, free_port, pool, tf, wait_until
+from weirtest import HttpConn, conf, fd_count, free_port, pool, tcp_sockets, tf, wait_until
 
 
 def test_admin_and_client_connection_churn(procs):
@@ -21,10 +21,18 @@ def test_admin_and_client_connection_churn(procs):
     assert a.wait_ready(), w.stderr()
     with HttpConn(port) as c:
         assert c.get("/").status == 200
-    def fds_less_idle_upstream():  # pooled backend connections may grow with concurrency
-        return fd_count(w.pid) - a.stats()["global"]["connections"]["upstream_idle"]
+    def own_fds():
+        """Descriptors other than pooled backend connections (their number
+        grows with concurrency) and admin connections (the test's own)."""
+        n = fd_count(w.pid)
+        for t in tcp_sockets(w.pid):
+            if t["remote"][1] == o.port or (t["local"][1] == aport and t["state"] != "LISTEN"):
+                n -= 1
+        return n
 
-    base = fds_less_idle_upstream()
+    assert wait_until(lambda: not [t for t in tcp_sockets(w.pid) if t["local"][1] == aport and t["state"] != "LISTEN"],
+                      tf(3))
+    base = own_fds()
     done = {"admin": 0, "client": 0, "errors": []}
     lock = threading.Lock()
     stop = time.monotonic() + 4
@@ -59,4 +67,4 @@ def test_admin_and_client_connection_churn(procs):
         t.join(30)
     assert not done["errors"], done["errors"][:3]
     assert done["admin"] > 20 and done["client"] > 100, done
-    assert wait_until(lambda: fds_less_idle_upstream() == base, tf(3)), (fds_less_idle_upstream(), base)
+    assert wait_until(lambda: own_fds() == base, tf(3)), (own_fds(), base)
