@@ -23,7 +23,7 @@ import weirtest  # noqa: E402
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: 1 GiB streaming tests, skipped with WEIR_SKIP_SLOW=1")
     config.addinivalue_line("markers", "threaded: exercises weir's threads (several workers, control "
-                            "thread); the TSan run selects these with -m threaded")
+                            "thread); -m threaded runs just these for a quick TSan pass")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,10 +8,13 @@ import socket
 import threading
 import time
 
+import pytest
+
 from adminutil import Admin, admin_extra
 from weirtest import HttpConn, conf, fd_count, free_port, pool, tcp_sockets, tf, wait_until
 
 
+@pytest.mark.threaded
 def test_admin_and_client_connection_churn(procs):
     o = procs.origin("a")
     port, aport = free_port(), free_port()
