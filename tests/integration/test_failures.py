@@ -134,24 +134,30 @@ def test_upstream_timeout_504(fw):
         assert r.status == 200, r
 
 
-def test_stalled_client_header_closed(fw):
-    w, o, st = fw
-    s = socket.create_connection((LOOPBACK, w.port), timeout=tf(5))
+def send_and_wait_close(port, data, limit):
+    """Send data on a new connection and read until weir closes it or
+    `limit` seconds pass: (bytes received, seconds until the close)."""
+    s = socket.create_connection((LOOPBACK, port), timeout=tf(5))
     try:
-        s.sendall(b"GET /mixed/x HTTP/1.1\r\nHost: x\r\n")
+        s.sendall(data)
         t0 = time.monotonic()
-        data = b""
-        while time.monotonic() - t0 < tf(3):
+        got = b""
+        while time.monotonic() - t0 < limit:
             try:
                 d = s.recv(65536)
             except ConnectionResetError:
                 break
             if not d:
                 break
-            data += d
-        dt = time.monotonic() - t0
+            got += d
+        return got, time.monotonic() - t0
     finally:
         s.close()
+
+
+def test_stalled_client_header_closed(fw):
+    w, o, st = fw
+    data, dt = send_and_wait_close(w.port, b"GET /mixed/x HTTP/1.1\r\nHost: x\r\n", tf(3))
     assert dt < tf(2.0), "stalled client not closed after %.2fs" % dt
     assert dt >= 0.4, "closed too early: %.2fs" % dt
     assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
@@ -207,22 +213,8 @@ def test_client_body_stall(procs):
     half-fed; other clients are served."""
     o = procs.origin("a")
     w = procs.weir(pools=[pool("p", [o])], timeouts={"client_body_ms": 500})
-    s = socket.create_connection((LOOPBACK, w.port), timeout=tf(5))
-    try:
-        s.sendall(b"POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
-        t0 = time.monotonic()
-        data = b""
-        while time.monotonic() - t0 < tf(4):
-            try:
-                d = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not d:
-                break
-            data += d
-        dt = time.monotonic() - t0
-    finally:
-        s.close()
+    data, dt = send_and_wait_close(
+        w.port, b"POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789", tf(4))
     assert dt < tf(2.5), "body stall not cut after %.1fs" % dt
     assert data == b"" or data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 400"), data[:100]
     with HttpConn(w.port) as c:
