@@ -27,6 +27,7 @@
 
 #include "weir/admin.h"
 #include "weir/conf_edit.h"
+#include "weir/control.h"
 #include "weir/health.h"
 #include "weir/log.h"
 #include "weir/server.h"
@@ -103,17 +104,7 @@ static struct pending *pending_find(const char *pool, const char *address)
 /* Build and publish a snapshot from `conf` (consumed). 0 or -1. */
 static int apply(struct weir_conf *conf)
 {
-    struct weir_rt *cur = weir_rt_current();
-    struct weir_rt *rt = weir_rt_build(conf, cur, P.nworkers);
-
-    weir_rt_release(cur);
-    if (rt == NULL) {
-        weir_conf_free(conf);
-        return -1;
-    }
-    weir_rt_publish(rt);
-    weir_health_sync(rt);
-    return 0;
+    return weir_control_apply(conf) == WEIR_OK ? 0 : -1;
 }
 
 static const char *admin_state_word(int st)

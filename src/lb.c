@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "weir/lb.h"
@@ -50,6 +51,64 @@ int weir_lb_usable(const struct weir_server *s, const struct weir_lb_ctx *ctx)
         }
     }
     return 1;
+}
+
+struct lb_idx {
+    const struct weir_server *s;
+    long i;
+};
+
+static int lb_idx_cmp(const void *pa, const void *pb)
+{
+    const struct lb_idx *a = pa, *b = pb;
+    return a->s < b->s ? -1 : a->s > b->s;
+}
+
+int weir_lb_map_servers(const struct weir_server_set *from, const struct weir_server_set *to, long *map)
+{
+    struct lb_idx *idx = malloc((from->n ? from->n : 1) * sizeof(*idx));
+    size_t i;
+
+    for (i = 0; i < to->n; i++)
+        map[i] = -1;
+    if (idx == NULL)
+        return -1;
+    for (i = 0; i < from->n; i++) {
+        idx[i].s = from->v[i];
+        idx[i].i = (long)i;
+    }
+    qsort(idx, from->n, sizeof(*idx), lb_idx_cmp);
+    for (i = 0; i < to->n; i++) {
+        struct lb_idx key = {to->v[i], 0};
+        const struct lb_idx *hit = from->n ? bsearch(&key, idx, from->n, sizeof(*idx), lb_idx_cmp) : NULL;
+        if (hit != NULL)
+            map[i] = hit->i;
+    }
+    free(idx);
+    return 0;
+}
+
+size_t weir_lb_carry_cursor(const struct weir_server_set *from, size_t old_next,
+                            const struct weir_server_set *to, const long *map)
+{
+    size_t best = 0;
+    size_t best_dist = (size_t)-1;
+
+    if (from->n == 0 || to->n == 0)
+        return 0;
+    if (old_next >= from->n)
+        old_next = 0;
+    /* The kept server closest after the cursor, in from's cyclic order. */
+    for (size_t i = 0; i < to->n; i++) {
+        if (map[i] < 0)
+            continue;
+        size_t d = ((size_t)map[i] + from->n - old_next) % from->n;
+        if (d < best_dist) {
+            best_dist = d;
+            best = i;
+        }
+    }
+    return best;
 }
 
 /* XXH64 (Yann Collet's xxHash, 64-bit, seed 0), reading bytes little-endian so

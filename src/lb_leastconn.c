@@ -86,6 +86,21 @@ static struct weir_server *lb_lc_pick(void *state, const struct weir_server_set 
     return set->v[best];
 }
 
+/* Ties keep taking turns from where they were. */
+static void lb_lc_carry(void *state, const struct weir_server_set *set, const void *old,
+                        const struct weir_server_set *old_set)
+{
+    struct lb_lc *st = state;
+    const struct lb_lc *o = old;
+    struct weir_server_set from = {old_set->v, old_set->n < o->n ? old_set->n : o->n};
+    struct weir_server_set to = {set->v, set->n < st->n ? set->n : st->n};
+    long *map = calloc(st->n ? st->n : 1, sizeof(*map));
+
+    if (map != NULL && weir_lb_map_servers(&from, &to, map) == 0)
+        st->next = weir_lb_carry_cursor(&from, o->next, &to, map);
+    free(map);
+}
+
 static void lb_lc_destroy(void *state)
 {
     free(state);
@@ -98,4 +113,5 @@ const struct weir_lb_ops weir_lb_least_conn = {
     .release = NULL,
     .server_changed = NULL,
     .destroy = lb_lc_destroy,
+    .carry = lb_lc_carry,
 };

@@ -65,6 +65,28 @@ static struct weir_server *lb_rr_pick(void *state, const struct weir_server_set 
     return set->v[fallback];
 }
 
+/* Continue the cycle at the server the old cursor pointed to, and keep the
+ * slow-start credit of the servers that stay. */
+static void lb_rr_carry(void *state, const struct weir_server_set *set, const void *old,
+                        const struct weir_server_set *old_set)
+{
+    struct lb_rr *st = state;
+    const struct lb_rr *o = old;
+    struct weir_server_set from = {old_set->v, old_set->n < o->n ? old_set->n : o->n};
+    long *map = calloc(st->n ? st->n : 1, sizeof(*map));
+    struct weir_server_set to = {set->v, set->n < st->n ? set->n : st->n};
+
+    if (map == NULL || weir_lb_map_servers(&from, &to, map) != 0) {
+        free(map);
+        return;
+    }
+    st->next = weir_lb_carry_cursor(&from, o->next, &to, map);
+    for (size_t i = 0; i < to.n; i++)
+        if (map[i] >= 0)
+            st->credit[i] = o->credit[map[i]];
+    free(map);
+}
+
 static void lb_rr_destroy(void *state)
 {
     free(state);
@@ -77,4 +99,5 @@ const struct weir_lb_ops weir_lb_round_robin = {
     .release = NULL,
     .server_changed = NULL,
     .destroy = lb_rr_destroy,
+    .carry = lb_rr_carry,
 };

@@ -60,6 +60,27 @@ static struct weir_server *lb_wrr_pick(void *state, const struct weir_server_set
     return set->v[best];
 }
 
+/* Keep the accumulators of the servers that stay; a new server starts at 0
+ * like every server of a fresh pool. */
+static void lb_wrr_carry(void *state, const struct weir_server_set *set, const void *old,
+                         const struct weir_server_set *old_set)
+{
+    struct lb_wrr *st = state;
+    const struct lb_wrr *o = old;
+    struct weir_server_set from = {old_set->v, old_set->n < o->n ? old_set->n : o->n};
+    struct weir_server_set to = {set->v, set->n < st->n ? set->n : st->n};
+    long *map = calloc(st->n ? st->n : 1, sizeof(*map));
+
+    if (map == NULL || weir_lb_map_servers(&from, &to, map) != 0) {
+        free(map);
+        return;
+    }
+    for (size_t i = 0; i < to.n; i++)
+        if (map[i] >= 0)
+            st->current[i] = o->current[map[i]];
+    free(map);
+}
+
 static void lb_wrr_destroy(void *state)
 {
     free(state);
@@ -72,4 +93,5 @@ const struct weir_lb_ops weir_lb_weighted_round_robin = {
     .release = NULL,
     .server_changed = NULL,
     .destroy = lb_wrr_destroy,
+    .carry = lb_wrr_carry,
 };

@@ -19,6 +19,7 @@
 
 #include "weir/admin.h"
 #include "weir/conf.h"
+#include "weir/control.h"
 #include "weir/health.h"
 #include "weir/log.h"
 #include "weir/runtime.h"
@@ -74,8 +75,7 @@ static void worker_done_cb(evutil_socket_t fd, short what, void *arg)
 static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     weir_log_warn("drain timeout passed: closing the remaining connections");
-    for (int i = 0; i < M.nworkers; i++)
-        weir_worker_command(M.workers[i], WEIR_WCMD_STOP);
+    weir_control_signal_workers(WEIR_WSIG_STOP);
 }
 
 static void stop_cb(evutil_socket_t sig, short what, void *arg)
@@ -91,8 +91,7 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
     weir_rt_release(rt);
     weir_log_info("signal %d: stop accepting, finishing requests in flight (up to %d ms)", (int)sig,
                   drain_ms);
-    for (int i = 0; i < M.nworkers; i++)
-        weir_worker_command(M.workers[i], WEIR_WCMD_DRAIN);
+    weir_control_signal_workers(WEIR_WSIG_DRAIN);
     struct timeval tv = {drain_ms / 1000, (drain_ms % 1000) * 1000};
     M.drain_timer = evtimer_new(M.base, drain_timeout_cb, NULL);
     evtimer_add(M.drain_timer, &tv);
@@ -133,19 +132,16 @@ static int reload_conf(void *arg, struct weir_conf_errors *errs)
     if (conf->admin.enabled != old->conf->admin.enabled ||
         (conf->admin.enabled && strcmp(conf->admin.addr.text, old->conf->admin.addr.text) != 0))
         weir_log_warn("reload: the admin address changed; it takes effect at the next restart");
-    struct weir_rt *rt = weir_rt_build(conf, old, M.nworkers);
     weir_rt_release(old);
-    if (rt == NULL) {
+    if (weir_control_apply(conf) != WEIR_OK) {
         weir_log_error("reload refused: out of memory");
-        weir_conf_free(conf);
         return -1;
     }
+    /* conf now belongs to the current snapshot, which only this thread replaces. */
     weir_log_set_level(conf->log.level);
     if (weir_alog_open_target(conf->log.access) != 0)
         weir_log_error("reload: cannot open the access log; keeping the previous one");
     weir_stats_set_enabled(conf->stats.enabled);
-    weir_rt_publish(rt);
-    weir_health_sync(rt);
     weir_admin_reloaded(); /* runtime API changes end here */
     weir_log_info("configuration reloaded from %s (%zu pools, %zu routes)", M.conf_path, conf->npools,
                   conf->nroutes);
@@ -218,20 +214,16 @@ int main(int argc, char **argv)
         return 1;
     }
     weir_stats_set_enabled(conf->stats.enabled);
-    struct weir_rt *rt = weir_rt_build(conf, NULL, M.nworkers);
-    if (rt == NULL) {
-        weir_log_error("out of memory");
-        weir_conf_free(conf);
-        return 1;
-    }
-    weir_rt_publish(rt);
 
     M.base = event_base_new();
     if (M.base == NULL || weir_health_start(M.base) != 0) {
         weir_log_error("cannot start the control thread's event loop");
         return 1;
     }
-    weir_health_sync(rt);
+    weir_control_init(M.nworkers);
+    if (weir_control_apply(conf) != WEIR_OK)
+        return 1;
+    /* conf now belongs to the current snapshot, alive until the next change. */
     M.worker_done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (M.worker_done_fd < 0) {
         weir_log_error("eventfd: %s", strerror(errno));
@@ -248,6 +240,7 @@ int main(int argc, char **argv)
         }
         M.workers[i]->on_exit = worker_exit_hook;
     }
+    weir_control_set_workers(M.workers, M.nworkers);
     struct event *sigs[3] = {evsignal_new(M.base, SIGTERM, stop_cb, NULL),
                              evsignal_new(M.base, SIGINT, stop_cb, NULL),
                              evsignal_new(M.base, SIGHUP, reload_cb, NULL)};
@@ -258,8 +251,9 @@ int main(int argc, char **argv)
             weir_log_error("cannot start worker %d", i);
             /* Workers already running must be stopped before exit. */
             for (int j = 0; j < started; j++)
-                weir_worker_command(M.workers[j], WEIR_WCMD_STOP);
+                weir_worker_signal(M.workers[j], WEIR_WSIG_STOP);
             M.nworkers = started;
+            weir_control_set_workers(M.workers, started);
             if (started > 0)
                 event_base_dispatch(M.base);
             goto out_sigs;
@@ -270,8 +264,7 @@ int main(int argc, char **argv)
         struct weir_admin_opts ao = {
             .conf = conf, .nworkers = M.nworkers, .reload = reload_conf, .reload_arg = NULL};
         if (weir_admin_start(M.base, &ao) != 0) {
-            for (int j = 0; j < started; j++)
-                weir_worker_command(M.workers[j], WEIR_WCMD_STOP);
+            weir_control_signal_workers(WEIR_WSIG_STOP);
             event_base_dispatch(M.base);
             goto out_sigs;
         }
@@ -291,6 +284,7 @@ out_sigs:
     for (int i = 0; i < 3; i++)
         event_free(sigs[i]);
 out:
+    weir_control_set_workers(NULL, 0);
     for (int i = 0; i < WEIR_MAX_WORKERS && M.workers[i] != NULL; i++) {
         if (i < started)
             pthread_join(M.workers[i]->thread, NULL);

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <stdint.h>
-#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "weir/accept_guard.h"
 #include "weir/log.h"
 #include "weir/session.h"
 #include "weir/upstream.h"
@@ -47,6 +47,28 @@ static void refresh_timeouts(struct weir_worker *w)
     w->tv_up_idle = common_tv(w->base, c->timeouts.upstream_idle_ms);
 }
 
+/* Carry this worker's balancing positions from the snapshot it leaves to the
+ * one it takes, pool by pool (same name and policy), so round robin and its
+ * kin continue where they were instead of restarting at the first server.
+ * Both states are this worker's own: no other thread touches them. */
+static void carry_lb(struct weir_worker *w, const struct weir_rt *from, struct weir_rt *to)
+{
+    if (from == NULL || from->nworkers != to->nworkers || w->id >= to->nworkers)
+        return;
+    for (size_t i = 0; i < to->npools; i++) {
+        struct weir_pool *np = &to->pools[i];
+        if (np->lb->carry == NULL)
+            continue;
+        for (size_t j = 0; j < from->npools; j++) {
+            const struct weir_pool *op = &from->pools[j];
+            if (op->lb == np->lb && strcmp(op->name, np->name) == 0) {
+                np->lb->carry(np->lb_state[w->id], &np->set, op->lb_state[w->id], &op->set);
+                break;
+            }
+        }
+    }
+}
+
 void weir_worker_sync_rt(struct weir_worker *w)
 {
     unsigned gen = weir_rt_generation();
@@ -55,6 +77,7 @@ void weir_worker_sync_rt(struct weir_worker *w)
     struct weir_rt *rt = weir_rt_current();
     if (rt == NULL)
         return;
+    carry_lb(w, w->rt, rt);
     weir_rt_release(w->rt);
     w->rt = rt;
     w->rt_gen = rt->generation;
@@ -80,25 +103,18 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     weir_session_accept(w, fd, sa, salen);
 }
 
-static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-    evconnlistener_enable(arg);
-}
-
+/* Out of descriptors: every listener of this worker pauses (accept_guard.h)
+ * instead of spinning, and the burst is logged once. */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-    int err = EVUTIL_SOCKET_ERROR();
-    weir_log_error("accept: %s", evutil_socket_error_to_string(err));
-    /* Out of descriptors: pause this listener briefly instead of spinning. */
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        evconnlistener_disable(l);
-        struct timeval tv = {0, 100000};
-        event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, accept_resume_cb, l, &tv);
-    }
+    struct weir_worker *w = arg;
+    (void)l;
+    weir_accept_guard_error(w->guard, EVUTIL_SOCKET_ERROR());
 }
 
 static void stop_listening(struct weir_worker *w)
 {
+    weir_accept_guard_clear(w->guard);
     for (size_t i = 0; i < w->nlisteners; i++) {
         if (w->listeners[i] != NULL)
             evconnlistener_free(w->listeners[i]);
@@ -118,24 +134,26 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The message queue: signals first (drain, stop, snapshot), then the queued
+ * calls in the order they were posted. */
 static void notify_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct weir_worker *w = arg;
-    uint64_t n;
-    if (read(w->notify_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-        weir_log_warn("worker %d: reading its notification: %s", w->id, strerror(errno));
-    int cmd = atomic_load(&w->cmd);
-    if (cmd >= WEIR_WCMD_DRAIN && !w->draining) {
+    struct weir_wmsg *calls;
+    unsigned sigs = weir_wqueue_take(&w->mq, &calls);
+
+    if ((sigs & (WEIR_WSIG_DRAIN | WEIR_WSIG_STOP)) && !w->draining) {
         w->draining = 1;
         stop_listening(w);
         weir_session_drain_all(w);
         weir_up_close_all_idle(w);
     }
-    if (cmd == WEIR_WCMD_STOP) {
+    if (sigs & WEIR_WSIG_STOP) {
         weir_session_abort_all(w);
         weir_up_close_all_idle(w);
     }
-    tick_cb(fd, what, arg);
+    weir_wqueue_run(calls, w);
+    tick_cb(fd, what, arg); /* picks a new snapshot up (WEIR_WSIG_SNAPSHOT) */
 }
 
 struct weir_worker *weir_worker_new(int id, const struct weir_conf *conf)
@@ -144,7 +162,6 @@ struct weir_worker *weir_worker_new(int id, const struct weir_conf *conf)
     if (w == NULL)
         return NULL;
     w->id = id;
-    w->notify_fd = -1;
     TAILQ_INIT(&w->sessions);
     TAILQ_INIT(&w->idle_all);
     /* Each base is touched by its own thread only (other threads talk to a
@@ -163,24 +180,33 @@ struct weir_worker *weir_worker_new(int id, const struct weir_conf *conf)
     w->rt_gen = w->rt->generation;
     refresh_timeouts(w);
     w->listeners = calloc(conf->nlistens, sizeof(*w->listeners));
-    if (w->listeners == NULL)
+    char who[32];
+    snprintf(who, sizeof(who), "worker %d", id);
+    w->guard = weir_accept_guard_new(w->base, who);
+    if (w->listeners == NULL || w->guard == NULL)
         goto err;
     for (size_t i = 0; i < conf->nlistens; i++) {
         const struct weir_conf_addr *a = &conf->listens[i];
-        w->listeners[i] = evconnlistener_new_bind(
-            w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 4096,
-            (const struct sockaddr *)&a->ss, (int)a->len);
+        w->listeners[i] = evconnlistener_new_bind(w->base, accept_cb, w,
+                                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+                                                      LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
+                                                  4096, (const struct sockaddr *)&a->ss, (int)a->len);
         if (w->listeners[i] == NULL) {
             weir_log_error("%s:%d: cannot listen on %s: %s", conf->file, a->line, a->text, strerror(errno));
             goto err;
         }
         w->nlisteners++;
         evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
+        if (weir_accept_guard_add(w->guard, w->listeners[i]) != 0) {
+            weir_log_error("%s:%d: too many listen addresses (at most %d)", conf->file, a->line,
+                           WEIR_ACCEPT_GUARD_MAX);
+            goto err;
+        }
     }
-    w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (w->notify_fd < 0)
+    if (weir_wqueue_init(&w->mq) != 0)
         goto err;
-    w->notify = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, notify_cb, w);
+    w->mq_ready = 1;
+    w->notify = event_new(w->base, w->mq.efd, EV_READ | EV_PERSIST, notify_cb, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
     if (w->notify == NULL || w->tick == NULL)
         goto err;
@@ -213,12 +239,14 @@ int weir_worker_start(struct weir_worker *w)
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
 }
 
-void weir_worker_command(struct weir_worker *w, int cmd)
+void weir_worker_signal(struct weir_worker *w, unsigned sigs)
 {
-    uint64_t one = 1;
-    atomic_store(&w->cmd, cmd);
-    if (write(w->notify_fd, &one, sizeof(one)) < 0)
-        weir_log_error("worker %d: cannot notify: %s", w->id, strerror(errno));
+    weir_wqueue_signal(&w->mq, sigs);
+}
+
+int weir_worker_call(struct weir_worker *w, weir_wcall_fn fn, void *arg, void (*dispose)(void *arg))
+{
+    return weir_wqueue_call(&w->mq, fn, arg, dispose);
 }
 
 void weir_worker_free(struct weir_worker *w)
@@ -231,10 +259,11 @@ void weir_worker_free(struct weir_worker *w)
         event_free(w->notify);
     if (w->tick != NULL)
         event_free(w->tick);
+    weir_accept_guard_free(w->guard);
     if (w->base != NULL)
         event_base_free(w->base);
-    if (w->notify_fd >= 0)
-        close(w->notify_fd);
+    if (w->mq_ready)
+        weir_wqueue_destroy(&w->mq);
     weir_rt_release(w->rt);
     free(w);
 }

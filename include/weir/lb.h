@@ -40,6 +40,16 @@ struct weir_lb_ops {
     /* Weights or states changed; rebuild cached data (optional, may be NULL). */
     void (*server_changed)(void *state, const struct weir_server_set *set);
     void (*destroy)(void *state);
+    /*
+     * Optional (NULL: the new state starts afresh). Carry the balancing
+     * position of `old` (a state of this policy built for old_set) into
+     * `state` (built by init for set), matching servers by identity, so a
+     * snapshot rebuild (runtime API change, reload) continues the rotation
+     * where it was instead of restarting at the first server. Both states
+     * belong to the calling worker; old is not modified.
+     */
+    void (*carry)(void *state, const struct weir_server_set *set, const void *old,
+                  const struct weir_server_set *old_set);
 };
 
 extern const struct weir_lb_ops weir_lb_round_robin;
@@ -53,6 +63,22 @@ const struct weir_lb_ops *weir_lb_find(const char *name);
 
 /* 1 when s may be picked under ctx (available or panic, and not excluded). */
 int weir_lb_usable(const struct weir_server *s, const struct weir_lb_ctx *ctx);
+
+/*
+ * For each server of `to`, its index in `from` (map[i], -1 when absent);
+ * servers are matched by identity. map has to->n slots. O((n + m) log m).
+ * Returns 0, or -1 when out of memory (map then all -1).
+ */
+int weir_lb_map_servers(const struct weir_server_set *from, const struct weir_server_set *to, long *map);
+
+/*
+ * Where a cyclic cursor at index `old_next` of `from` goes in `to`: the index
+ * of that server in `to`, or, when it was removed, of the next server after
+ * it (in `from`'s cyclic order) that is still there; 0 when none is. map is
+ * weir_lb_map_servers(from, to).
+ */
+size_t weir_lb_carry_cursor(const struct weir_server_set *from, size_t old_next,
+                            const struct weir_server_set *to, const long *map);
 
 /* 64-bit hash of a key (for the hash policy's ctx->hash). */
 uint64_t weir_lb_hash64(const void *p, size_t n);

@@ -3,8 +3,8 @@
  * client sessions and upstream keep-alive pools.
  *
  * Everything in struct weir_worker is touched only by its own thread, except
- * `cmd` and `notify_fd` (the main thread sets cmd, then writes to the
- * eventfd), so each worker's event_base runs without locks.
+ * its message queue `mq` (any thread posts to it: weir_worker_signal,
+ * weir_worker_call), so each worker's event_base runs without locks.
  */
 #ifndef WEIR_WORKER_H
 #define WEIR_WORKER_H
@@ -21,14 +21,11 @@
 #include "weir/http_parse.h"
 #include "weir/log.h"
 #include "weir/runtime.h"
+#include "weir/wqueue.h"
 
 struct weir_session;
+struct weir_accept_guard;
 struct weir_upconn;
-
-/* worker->cmd values (main thread -> worker) */
-#define WEIR_WCMD_NONE  0
-#define WEIR_WCMD_DRAIN 1 /* stop accepting, finish in-flight, then exit */
-#define WEIR_WCMD_STOP  2 /* drain timeout passed: close everything now */
 
 struct weir_worker {
     int id;
@@ -40,10 +37,11 @@ struct weir_worker {
     struct weir_rt *rt; /* current snapshot as this worker knows it (retained) */
     unsigned rt_gen;
 
-    /* cross-thread */
-    _Atomic int cmd;
-    int notify_fd;                          /* eventfd: the main thread writes to it after setting cmd */
-    struct event *notify;                   /* reads notify_fd on the worker */
+    /* cross-thread: the message queue (wqueue.h), drained on this thread */
+    struct weir_wqueue mq;
+    int mq_ready;                           /* mq initialised */
+    struct event *notify;                   /* reads mq.efd on the worker */
+    struct weir_accept_guard *guard;        /* EMFILE back-off of the listeners */
     void (*on_exit)(struct weir_worker *w); /* called on the worker thread when its loop ends */
 
     int draining;
@@ -76,8 +74,14 @@ struct weir_worker {
 struct weir_worker *weir_worker_new(int id, const struct weir_conf *conf);
 /* Start the worker thread. Returns 0 or -1. */
 int weir_worker_start(struct weir_worker *w);
-/* Ask the worker to drain (WEIR_WCMD_DRAIN) or stop now. Any thread. */
-void weir_worker_command(struct weir_worker *w, int cmd);
+/* Post signals (enum weir_wsig: WEIR_WSIG_DRAIN, _STOP, _SNAPSHOT) to the
+ * worker. Never fails; handled on the worker thread. Any thread. */
+void weir_worker_signal(struct weir_worker *w, unsigned sigs);
+/* Run fn(ctx = w, arg) on the worker thread (purges, runtime changes), in
+ * the order posted. 0, or -1 when out of memory (arg stays the caller's). If
+ * the worker ends before it runs, dispose(arg) is called at weir_worker_free
+ * instead. Any thread. */
+int weir_worker_call(struct weir_worker *w, weir_wcall_fn fn, void *arg, void (*dispose)(void *arg));
 /* Join and free. Main thread, after the worker's loop ended. */
 void weir_worker_free(struct weir_worker *w);
 

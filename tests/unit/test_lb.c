@@ -1011,6 +1011,133 @@ static void test_active_untouched(void **unused)
     fx_free(&f);
 }
 
+/* ---- carrying positions across snapshot rebuilds (lb.h carry) ---- */
+
+/* A set made of servers of f picked by index (a new snapshot's order). */
+static struct weir_server_set subset(struct fx *f, struct weir_server **v, const int *idx, size_t n)
+{
+    struct weir_server_set s = {v, n};
+    for (size_t i = 0; i < n; i++)
+        v[i] = f->s[idx[i]];
+    return s;
+}
+
+static void test_carry_map_and_cursor(void **state)
+{
+    struct fx f;
+    struct weir_server *v1[MAXS], *v2[MAXS];
+    long map[MAXS];
+    static const int a[] = {0, 1, 2, 3}, b[] = {3, 0, 2, 4};
+
+    fx_make(&f, 5, NULL);
+    struct weir_server_set from = subset(&f, v1, a, 4), to = subset(&f, v2, b, 4);
+    assert_int_equal(weir_lb_map_servers(&from, &to, map), 0);
+    assert_int_equal(map[0], 3);
+    assert_int_equal(map[1], 0);
+    assert_int_equal(map[2], 2);
+    assert_int_equal(map[3], -1);
+    /* cursor on s2 (kept) -> its new index; on s1 (removed) -> next kept (s2) */
+    assert_int_equal(weir_lb_carry_cursor(&from, 2, &to, map), 2);
+    assert_int_equal(weir_lb_carry_cursor(&from, 1, &to, map), 2);
+    /* cursor on s3 -> new index 0; wraps: past the end -> s0 */
+    assert_int_equal(weir_lb_carry_cursor(&from, 3, &to, map), 0);
+    assert_int_equal(weir_lb_carry_cursor(&from, 4, &to, map), 1);
+    fx_free(&f);
+}
+
+/* Round robin continues after a server is added, instead of restarting. */
+static void test_rr_carry_on_add(void **state)
+{
+    const struct weir_lb_ops *ops = &weir_lb_round_robin;
+    struct fx f;
+    struct weir_server *v1[MAXS], *v2[MAXS];
+    static const int a[] = {0, 1, 2}, b[] = {0, 1, 2, 3};
+
+    fx_make(&f, 4, NULL);
+    assert_non_null(ops->carry);
+    struct weir_server_set s1 = subset(&f, v1, a, 3), s2 = subset(&f, v2, b, 4);
+    void *old = ops->init(&s1);
+    assert_ptr_equal(ops->pick(old, &s1, NULL), f.s[0]);
+    assert_ptr_equal(ops->pick(old, &s1, NULL), f.s[1]);
+    void *st = ops->init(&s2);
+    ops->carry(st, &s2, old, &s1);
+    assert_ptr_equal(ops->pick(st, &s2, NULL), f.s[2]);
+    assert_ptr_equal(ops->pick(st, &s2, NULL), f.s[3]);
+    assert_ptr_equal(ops->pick(st, &s2, NULL), f.s[0]);
+    ops->destroy(old);
+    ops->destroy(st);
+    fx_free(&f);
+}
+
+/* Removing the server the cursor points at moves the cycle to the next one. */
+static void test_rr_carry_on_remove(void **state)
+{
+    const struct weir_lb_ops *ops = &weir_lb_round_robin;
+    struct fx f;
+    struct weir_server *v1[MAXS], *v2[MAXS];
+    static const int a[] = {0, 1, 2, 3}, b[] = {0, 1, 3};
+
+    fx_make(&f, 4, NULL);
+    struct weir_server_set s1 = subset(&f, v1, a, 4), s2 = subset(&f, v2, b, 3);
+    void *old = ops->init(&s1);
+    assert_ptr_equal(ops->pick(old, &s1, NULL), f.s[0]);
+    assert_ptr_equal(ops->pick(old, &s1, NULL), f.s[1]);
+    void *st = ops->init(&s2);
+    ops->carry(st, &s2, old, &s1);
+    assert_ptr_equal(ops->pick(st, &s2, NULL), f.s[3]);
+    assert_ptr_equal(ops->pick(st, &s2, NULL), f.s[0]);
+    ops->destroy(old);
+    ops->destroy(st);
+    fx_free(&f);
+}
+
+/* Smooth WRR keeps its accumulators: the sequence after a rebuild with the
+ * same set is the one the old state would have produced. */
+static void test_wrr_carry_same_set(void **state)
+{
+    const struct weir_lb_ops *ops = &weir_lb_weighted_round_robin;
+    static const int w[] = {5, 1, 1};
+    struct fx f;
+    char seq_old[16] = "", seq_new[16] = "";
+
+    fx_make(&f, 3, w);
+    assert_non_null(ops->carry);
+    void *ref = ops->init(&f.set), *old = ops->init(&f.set);
+    for (int i = 0; i < 3; i++) {
+        ops->pick(ref, &f.set, NULL);
+        ops->pick(old, &f.set, NULL);
+    }
+    void *st = ops->init(&f.set);
+    ops->carry(st, &f.set, old, &f.set);
+    for (int i = 0; i < 7; i++) {
+        seq_old[i] = (char)('a' + fx_index(&f, ops->pick(ref, &f.set, NULL)));
+        seq_new[i] = (char)('a' + fx_index(&f, ops->pick(st, &f.set, NULL)));
+    }
+    assert_string_equal(seq_new, seq_old);
+    ops->destroy(ref);
+    ops->destroy(old);
+    ops->destroy(st);
+    fx_free(&f);
+}
+
+/* least_conn's tie rotation continues too. */
+static void test_lc_carry(void **state)
+{
+    const struct weir_lb_ops *ops = &weir_lb_least_conn;
+    struct fx f;
+
+    fx_make(&f, 3, NULL);
+    assert_non_null(ops->carry);
+    void *old = ops->init(&f.set);
+    assert_ptr_equal(ops->pick(old, &f.set, NULL), f.s[0]);
+    void *st = ops->init(&f.set);
+    ops->carry(st, &f.set, old, &f.set);
+    assert_ptr_equal(ops->pick(st, &f.set, NULL), f.s[1]);
+    ops->destroy(old);
+    ops->destroy(st);
+    fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1042,6 +1169,11 @@ int main(void)
         cmocka_unit_test(test_none_usable),
         cmocka_unit_test(test_panic_mode),
         cmocka_unit_test(test_active_untouched),
+        cmocka_unit_test(test_carry_map_and_cursor),
+        cmocka_unit_test(test_rr_carry_on_add),
+        cmocka_unit_test(test_rr_carry_on_remove),
+        cmocka_unit_test(test_wrr_carry_same_set),
+        cmocka_unit_test(test_lc_carry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
