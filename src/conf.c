@@ -585,7 +585,7 @@ struct weir_conf *weir_conf_load(const char *path, struct weir_conf_errors *errs
             conf_err_line(&L, ef, config_error_line(&cf), "syntax error");
         else
             conf_err_line(&L, ef, config_error_line(&cf), "syntax error: %s", et);
-    } else {
+    } else if (conf_prescan_ints(&L, path) == 0) {
         conf_walk_group(&L, config_root_setting(&cf), "", top_keys, WEIR_ARRAY_LEN(top_keys), c);
         resolve_routes(&L);
     }

@@ -118,6 +118,11 @@ int conf_line(const config_setting_t *s);
 const char *conf_describe(const config_setting_t *s, char *buf, size_t size);
 const char *conf_source_file(const struct loader *L, const char *file, char *buf, size_t size);
 
+/* Refuse integer literals libconfig would wrap (no L suffix, beyond 32
+ * bits) in the file at path and its @include files, FILE:LINE each.
+ * Returns 0, or -1 when it recorded errors. */
+int conf_prescan_ints(struct loader *L, const char *path);
+
 void conf_walk_group(struct loader *L, const config_setting_t *g, const char *path, const struct key *keys,
                      size_t nkeys, void *obj);
 typedef void (*conf_elem_init_fn)(struct loader *L, const config_setting_t *s, void *el);

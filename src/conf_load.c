@@ -71,8 +71,7 @@ void conf_err_at(struct loader *L, const config_setting_t *s, const char *fmt, .
     va_list ap;
 
     va_start(ap, fmt);
-    err_vline(L,
-              conf_source_file(L, s != NULL ? config_setting_source_file(s) : NULL, full, sizeof(full)),
+    err_vline(L, conf_source_file(L, s != NULL ? config_setting_source_file(s) : NULL, full, sizeof(full)),
               line > 0 ? line : 1, fmt, ap);
     va_end(ap);
 }
@@ -636,4 +635,190 @@ void conf_key_host_header(struct loader *L, const struct key *k, const config_se
         return;
     }
     conf_set_str(L, (char **)(void *)((char *)obj + k->off), v);
+}
+
+/* ---- integer literals that libconfig would wrap ------------------------------ */
+
+/*
+ * libconfig 1.5 reads an integer literal without the L suffix with atoi():
+ * 4294967496 becomes 200, 3000000000 a negative number, silently. Before the
+ * table walk, scan the file's text (and every @include file, as libconfig
+ * resolves them) for such literals and refuse each with FILE:LINE. Comments
+ * and strings are skipped; floats and L-suffixed integers are fine.
+ */
+#define PRESCAN_MAX_DEPTH 10
+#define INT32_TOP         2147483647ULL
+
+static void prescan_file(struct loader *L, const char *path, const char *shown, int depth);
+
+/* Value of the digits [p, e) in base (10 or 16), saturated at UINT64_MAX. */
+static unsigned long long prescan_value(const char *p, const char *e, int base)
+{
+    unsigned long long v = 0;
+    for (; p < e; p++) {
+        int d = *p >= '0' && *p <= '9' ? *p - '0' : (*p | 0x20) - 'a' + 10;
+        if (v > (~0ULL - (unsigned)d) / (unsigned)base)
+            return ~0ULL;
+        v = v * (unsigned)base + (unsigned)d;
+    }
+    return v;
+}
+
+static int is_ident_start(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '*';
+}
+
+static int is_ident(int c)
+{
+    return is_ident_start(c) || (c >= '0' && c <= '9') || c == '-';
+}
+
+static int is_hex(int c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+static void prescan_text(struct loader *L, const char *text, size_t n, const char *shown, int depth)
+{
+    const char *p = text, *end = text + n;
+    int line = 1, bol = 1; /* at the beginning of a line (only blanks so far) */
+
+    while (p < end) {
+        char c = *p;
+        if (c == '\n') {
+            line++;
+            bol = 1;
+            p++;
+            continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v') {
+            p++;
+            continue;
+        }
+        if (c == '#' || (c == '/' && p + 1 < end && p[1] == '/')) {
+            while (p < end && *p != '\n')
+                p++;
+            continue;
+        }
+        if (c == '/' && p + 1 < end && p[1] == '*') {
+            for (p += 2; p < end && !(*p == '*' && p + 1 < end && p[1] == '/'); p++)
+                if (*p == '\n')
+                    line++;
+            p = p < end ? p + 2 : end;
+            bol = 0;
+            continue;
+        }
+        if (c == '"') {
+            for (p++; p < end && *p != '"'; p++) {
+                if (*p == '\\' && p + 1 < end)
+                    p++;
+                if (*p == '\n')
+                    line++;
+            }
+            p = p < end ? p + 1 : end;
+            bol = 0;
+            continue;
+        }
+        if (c == '@' && bol && (size_t)(end - p) > 8 && strncmp(p, "@include", 8) == 0) {
+            const char *q = p + 8, *s;
+            while (q < end && (*q == ' ' || *q == '\t'))
+                q++;
+            if (q < end && *q == '"') {
+                s = ++q;
+                while (q < end && *q != '"' && *q != '\n')
+                    q++;
+                if (q < end && *q == '"') {
+                    char name[PATH_LEN], full[2 * PATH_LEN];
+                    snprintf(name, sizeof(name), "%.*s", (int)(q - s), s);
+                    const char *path = conf_source_file(L, name, full, sizeof(full));
+                    if (depth < PRESCAN_MAX_DEPTH)
+                        prescan_file(L, path, path, depth + 1);
+                }
+            }
+            while (p < end && *p != '\n')
+                p++;
+            continue;
+        }
+        bol = 0;
+        if (is_ident_start((unsigned char)c)) {
+            while (p < end && is_ident((unsigned char)*p))
+                p++;
+            continue;
+        }
+        if ((c >= '0' && c <= '9') || ((c == '-' || c == '+') && p + 1 < end && p[1] >= '0' && p[1] <= '9')) {
+            const char *start = p, *ds, *de;
+            int base = 10;
+            if (c == '-' || c == '+')
+                p++;
+            if (p + 1 < end && p[0] == '0' && (p[1] | 0x20) == 'x') {
+                base = 16;
+                p += 2;
+                ds = p;
+                while (p < end && is_hex((unsigned char)*p))
+                    p++;
+            } else {
+                ds = p;
+                while (p < end && *p >= '0' && *p <= '9')
+                    p++;
+                if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) { /* a float */
+                    while (p < end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' ||
+                                       *p == '-' || *p == '+'))
+                        p++;
+                    continue;
+                }
+            }
+            de = p;
+            if (p < end && *p == 'L') { /* 64-bit literal: read whole by libconfig */
+                while (p < end && *p == 'L')
+                    p++;
+                continue;
+            }
+            unsigned long long v = prescan_value(ds, de, base);
+            int neg = start[0] == '-';
+            if (de > ds && v > INT32_TOP + (neg ? 1 : 0))
+                conf_err_line(L, shown, line,
+                              "the integer %.*s does not fit in 32 bits (at most %llu); write it with an "
+                              "L suffix (%.*sL) only where a key takes such values",
+                              (int)(de - start), start, INT32_TOP, (int)(de - start), start);
+            continue;
+        }
+        p++;
+    }
+}
+
+static void prescan_file(struct loader *L, const char *path, const char *shown, int depth)
+{
+    FILE *f = fopen(path, "re");
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+
+    if (f == NULL)
+        return; /* libconfig has read it already; nothing to add */
+    for (;;) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap ? cap * 2 : 65536);
+            if (nb == NULL) {
+                L->oom = 1;
+                break;
+            }
+            buf = nb;
+            cap = cap ? cap * 2 : 65536;
+        }
+        size_t k = fread(buf + n, 1, cap - n, f);
+        if (k == 0)
+            break;
+        n += k;
+    }
+    fclose(f);
+    if (!L->oom)
+        prescan_text(L, buf, n, shown, depth);
+    free(buf);
+}
+
+int conf_prescan_ints(struct loader *L, const char *path)
+{
+    size_t before = L->errs->n;
+    prescan_file(L, path, path, 0);
+    return L->errs->n > before ? -1 : 0;
 }

@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -300,8 +302,16 @@ static void hc_start(struct weir_hcheck *c)
     c->body_len = 0;
     weir_http_msg_reset(&c->msg);
     add_ms(c->deadline, c->timeout_ms);
-    c->bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    /* Our own socket, close-on-exec (libevent's would not be). */
+    evutil_socket_t fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(d, sizeof(d), "cannot create a socket: %s", strerror(errno));
+        hc_finish(c, 0, 0, d);
+        return;
+    }
+    c->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
+        close(fd);
         hc_finish(c, 0, 0, "cannot create a socket");
         return;
     }

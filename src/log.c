@@ -105,7 +105,7 @@ int weir_alog_open_target(const char *spec)
         atomic_store(&access_on, 0);
         return 0;
     }
-    int nfd = dup(fd); /* a fresh number we own, even for stdout/stderr */
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3); /* a fresh number we own, even for stdout/stderr */
     if (fd > 2)
         close(fd);
     if (nfd < 0)
@@ -113,7 +113,7 @@ int weir_alog_open_target(const char *spec)
     if (access_fd < 0) {
         access_fd = nfd; /* first open, before any worker runs */
     } else {
-        if (dup2(nfd, access_fd) < 0) {
+        if (dup3(nfd, access_fd, O_CLOEXEC) < 0) {
             close(nfd);
             return -1;
         }

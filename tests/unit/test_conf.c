@@ -902,9 +902,71 @@ static void test_include(void **state)
     rmdir(dir);
 }
 
+/* Integers beyond 32 bits without the L suffix: libconfig 1.5 would wrap
+ * them silently (4294967496 -> 200); they are refused with FILE:LINE. */
+static void test_int_wrap_refused(void **state)
+{
+    struct loaded ld;
+
+    expect_one_error(LISTEN POOLS ROUTES "limits = { max_connections = 4294967496; };\n",
+                     "4: the integer 4294967496 does not fit in 32 bits (at most 2147483647); write it "
+                     "with an L suffix (4294967496L) only where a key takes such values");
+    expect_one_error(LISTEN POOLS ROUTES
+                     "\n# a comment 99999999999\ntimeouts = { connect_ms = 0x100000000; };\n",
+                     "6: the integer 0x100000000 does not fit in 32 bits (at most 2147483647); write it "
+                     "with an L suffix (0x100000000L) only where a key takes such values");
+    expect_one_error(LISTEN POOLS ROUTES "limits = { max_connections = -3000000000; };\n",
+                     "4: the integer -3000000000 does not fit in 32 bits (at most 2147483647); write it "
+                     "with an L suffix (-3000000000L) only where a key takes such values");
+    /* digits in strings, comments, names and floats, and L literals, are fine */
+    struct weir_conf *c = load_ok(&ld, LISTEN POOLS ROUTES "/* 99999999999 */ // 88888888888\n"
+                                                           "limits = { max_connections = 200; };\n"
+                                                           "log = { access = \"/tmp/x99999999999\"; };\n"
+                                                           "timeouts = { connect_ms = 3000L; };\n");
+    assert_int_equal(c->limits.max_connections, 200);
+    assert_int_equal(c->timeouts.connect_ms, 3000);
+    unload(&ld);
+    /* 2^31 - 1 fits: the key's own range check speaks, not the pre-scan */
+    expect_one_error(LISTEN POOLS ROUTES "limits = { max_connections = 2147483647; };\n",
+                     "4: limits.max_connections must be between 1 and 10000000 (got 2147483647)");
+}
+
+/* The same inside an @include file names that file and its line. */
+static void test_int_wrap_in_include(void **state)
+{
+    char dir[] = "/tmp/weir-test-dir-XXXXXX", main_path[128], inc_path[128], want[512];
+    struct weir_conf_errors errs = {0};
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(main_path, sizeof(main_path), "%s/weir.conf", dir);
+    snprintf(inc_path, sizeof(inc_path), "%s/limits.conf", dir);
+    f = fopen(inc_path, "w");
+    assert_non_null(f);
+    fputs("# limits\n\nlimits = { max_connections = 4294967496; };\n", f);
+    fclose(f);
+    f = fopen(main_path, "w");
+    assert_non_null(f);
+    fputs(LISTEN POOLS ROUTES "@include \"limits.conf\"\n", f);
+    fclose(f);
+    assert_null(weir_conf_load(main_path, &errs));
+    assert_int_equal(errs.n, 1);
+    snprintf(want, sizeof(want),
+             "%s:3: the integer 4294967496 does not fit in 32 bits (at most 2147483647); write it with an L "
+             "suffix (4294967496L) only where a key takes such values",
+             inc_path);
+    assert_string_equal(errs.msgs[0], want);
+    weir_conf_errors_free(&errs);
+    unlink(inc_path);
+    unlink(main_path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_int_wrap_refused),
+        cmocka_unit_test(test_int_wrap_in_include),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_group_defaults),
