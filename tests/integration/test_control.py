@@ -51,3 +51,78 @@ def test_round_robin_continues_across_runtime_change_and_reload(procs):
     w.reload()
     assert w.wait_log(r"configuration reloaded", start=mark), w.stderr_tail()
     assert [origin_of(w.port) for _ in range(3)] == ["b", "c", "a"]
+
+
+# ------------------------------------------------- close-on-exec (defect 3)
+
+O_CLOEXEC = 0o2000000
+
+
+def descriptors(pid):
+    """[(fd, target, flags, remote port or None)] for every descriptor > 2."""
+    remote = {}
+    for table in ("/proc/%d/net/tcp" % pid, "/proc/%d/net/tcp6" % pid):
+        try:
+            with open(table) as fh:
+                next(fh)
+                for line in fh:
+                    p = line.split()
+                    remote[p[9]] = int(p[2].rsplit(":", 1)[1], 16)
+        except OSError:
+            pass
+    out = []
+    for name in os.listdir("/proc/%d/fd" % pid):
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            target = os.readlink("/proc/%d/fd/%d" % (pid, fd))
+            with open("/proc/%d/fdinfo/%d" % (pid, fd)) as fh:
+                flags = int(re.search(r"^flags:\s+([0-7]+)", fh.read(), re.M).group(1), 8)
+        except (OSError, AttributeError):
+            continue  # closed meanwhile
+        port = remote.get(target[8:-1]) if target.startswith("socket:[") else None
+        out.append((fd, target, flags, port))
+    return out
+
+
+def test_every_descriptor_is_close_on_exec(procs, tmp_path):
+    """Listeners, accepted client sockets, admin sockets, health-check
+    sockets, log files, eventfds, epoll and libevent's internal pipes: a
+    program weir starts must inherit none of them."""
+    a = procs.origin("a")
+    h = procs.origin("h", "--health-hang", 1)  # keeps each check's socket open
+    port, aport = free_port(), free_port()
+    text = conf(port, [pool("api", [a]),
+                       pool("hc", [h], health={"interval_ms": 5000, "timeout_ms": 5000, "fall": 100, "rise": 1})],
+                routes=[route("api")], workers=2,
+                log={"access": str(tmp_path / "access.log"), "error": str(tmp_path / "error.log")},
+                extra=admin_extra(aport))
+    w = procs.weir(text, port=port)
+    adm = Admin(aport)
+    assert adm.wait_ready(), w.stderr()
+    client = HttpConn(w.port)
+    assert client.get("/").status == 200  # an accepted client socket, kept alive
+    admin_sock = socket.create_connection((LOOPBACK, aport))
+    admin_sock.sendall(b"GET /stats HTTP/1.1\r\n")  # an admin connection mid-request
+    try:
+        assert wait_until(lambda: h.stats()["health_checks"] > 0, tf(5))
+        fds = wait_until(lambda: [d for d in descriptors(w.pid) if d[3] == h.port], tf(5)) and descriptors(w.pid)
+        kinds = {"health": [d for d in fds if d[3] == h.port],
+                 "admin": [d for d in fds if d[3] is not None and d[3] != a.port and d[3] != h.port],
+                 "files": [d for d in fds if d[1].startswith("/")],
+                 "eventfd": [d for d in fds if "eventfd" in d[1]]}
+        for k, v in kinds.items():
+            assert v, "no %s descriptor found: %r" % (k, fds)
+        backend = [d for d in fds if d[3] == a.port]
+        others = [d for d in fds if d[3] != a.port]
+        leaking = [d for d in others if not d[2] & O_CLOEXEC]
+        assert not leaking, "descriptors without O_CLOEXEC: %r" % leaking
+        if any(not d[2] & O_CLOEXEC for d in backend):
+            # Backend sockets are opened in upstream.c, which the session
+            # branch of issue 7 rewrites (with SOCK_CLOEXEC); once merged,
+            # this branch is dead and the assertion above covers them too.
+            pytest.xfail("backend sockets (upstream.c) are not close-on-exec yet: %r" % backend)
+    finally:
+        admin_sock.close()
+        client.close()
