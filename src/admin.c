@@ -6,7 +6,7 @@
  * GET /stats answers (COUNTERS and LAT are flattened/nested as shown; times
  * in ms; ?window=10s|60s|all keeps one key in latency_ms and ttfb_ms):
  *
- *   { "version", "uptime_s", "workers", "time_ms",
+ *   { "version", "uptime_s", "workers", "time_ms", "stats_entities" (registry size),
  *     "global": { COUNTERS, "connections": { "client_active", "client_idle",
  *                                            "upstream_active", "upstream_idle" } },
  *     "pools": [ { "name", "policy", "panic", COUNTERS,
@@ -348,6 +348,7 @@ json_t *weir_admin_stats_json(const struct weir_rt *rt, int windows, uint64_t no
     oset(o, "uptime_s", json_real(r3(weir_stats_uptime_s())), &bad);
     oset(o, "workers", json_integer(rt->nworkers), &bad);
     oset(o, "time_ms", json_integer(wall_ms), &bad);
+    oset(o, "stats_entities", json_integer((json_int_t)weir_stats_registry_size()), &bad);
     oset(o, "global", global_json(now_s, windows, scratch), &bad);
     for (size_t i = 0; i < rt->npools && !bad; i++)
         if (json_array_append_new(pools, pool_json(&rt->pools[i], now_s, windows, scratch)) != 0)

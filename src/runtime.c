@@ -37,6 +37,7 @@ static void pool_destroy(struct weir_pool *p, int nworkers)
     for (size_t j = 0; j < p->set.n; j++)
         weir_server_release(p->set.v[j]);
     free(p->set.v);
+    weir_stats_put(p->stats);
 }
 
 static int pool_build(struct weir_pool *p, const struct weir_conf_pool *cp, const struct weir_rt *prev,
@@ -135,6 +136,8 @@ void weir_rt_release(struct weir_rt *rt)
         return;
     for (size_t i = 0; i < rt->npools; i++)
         pool_destroy(&rt->pools[i], rt->nworkers);
+    for (size_t i = 0; i < rt->nroutes; i++)
+        weir_stats_put(rt->routes[i].stats);
     free(rt->pools);
     free(rt->routes);
     weir_conf_free(rt->conf);

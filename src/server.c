@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "weir/server.h"
+#include "weir/stats.h"
 
 static _Atomic unsigned next_server_id = 1;
 
@@ -50,10 +51,12 @@ void weir_server_release(struct weir_server *s)
     if (atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) != 1)
         return;
     /* Idle connections hold references, so their lists are empty here; the
-     * health and stats slots are freed by their modules before the last
-     * release (they hold no reference). */
+     * health slot is freed by its module before the last release (it holds
+     * no reference); the stats slot holds a registry reference (stats.h),
+     * dropped here. */
     for (int i = 0; i < WEIR_MAX_WORKERS; i++)
         free(s->idle[i]);
+    weir_stats_put(s->stats); /* its statistics go with it (stats.h) */
     free(s->address);
     free(s);
 }

@@ -11,11 +11,16 @@
  * ~86 KB: two windowed histograms and a windowed counter). Readers (the admin
  * endpoint) load the block pointers with acquire and merge the blocks.
  *
- * Entities live in a registry keyed by (kind, key) until weir_stats_shutdown:
- * snapshots hold plain pointers to them, and a pool, route or server that
- * comes back after a reload finds its numbers again. The registry is touched
- * by the control thread (snapshot builds) under a mutex that is never taken
- * on a worker.
+ * Entities live in a registry keyed by (kind, key) and are reference
+ * counted: weir_stats_get takes a reference for its caller (a snapshot for
+ * its pools and routes, a server object for its own), weir_stats_put drops
+ * it, and the entity is freed, blocks and all, when the last one goes. So a
+ * pool, route or server that stays across reloads and runtime changes keeps
+ * its numbers (the new snapshot takes its reference before the old one
+ * drops its own), while one that is gone for good frees its ~86 KB per
+ * worker instead of leaking it. The registry mutex is taken by snapshot
+ * builds (control thread) and by the final put, which may run on a worker
+ * releasing the last snapshot or server; never on the recording path.
  */
 #include "config.h"
 
@@ -49,7 +54,8 @@ struct weir_stats {
     int kind;                               /* enum weir_stats_kind */
     char *key;                              /* "" for the global entity */
     uint64_t created_s;                     /* weir_stats_now_s() at creation: bounds rate divisors */
-    struct weir_stats *next;                /* registry list */
+    unsigned refs;                          /* references (weir_stats_get/put), under reg_lock */
+    struct weir_stats *next, *prev;         /* registry list */
     _Atomic(struct stats_block *) blocks[]; /* [nworkers]; NULL until the worker's first record */
 };
 
@@ -137,6 +143,8 @@ int weir_stats_init(int nworkers)
         return -1;
     pthread_mutex_lock(&reg_lock);
     reg_global->next = reg_head;
+    if (reg_head != NULL)
+        reg_head->prev = reg_global;
     reg_head = reg_global;
     pthread_mutex_unlock(&reg_lock);
     return 0;
@@ -177,11 +185,44 @@ struct weir_stats *weir_stats_get(int kind, const char *key)
         st = entity_new(kind, key);
         if (st != NULL) {
             st->next = reg_head;
+            if (reg_head != NULL)
+                reg_head->prev = st;
             reg_head = st;
         }
     }
+    if (st != NULL)
+        st->refs++;
     pthread_mutex_unlock(&reg_lock);
     return st;
+}
+
+void weir_stats_put(struct weir_stats *st)
+{
+    if (st == NULL || st == reg_global)
+        return;
+    pthread_mutex_lock(&reg_lock);
+    if (--st->refs > 0) {
+        pthread_mutex_unlock(&reg_lock);
+        return;
+    }
+    if (st->prev != NULL)
+        st->prev->next = st->next;
+    else
+        reg_head = st->next;
+    if (st->next != NULL)
+        st->next->prev = st->prev;
+    pthread_mutex_unlock(&reg_lock);
+    entity_free(st);
+}
+
+size_t weir_stats_registry_size(void)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&reg_lock);
+    for (const struct weir_stats *st = reg_head; st != NULL; st = st->next)
+        n++;
+    pthread_mutex_unlock(&reg_lock);
+    return n;
 }
 
 int weir_stats_kind(const struct weir_stats *st)

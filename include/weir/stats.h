@@ -11,6 +11,7 @@
 #ifndef WEIR_STATS_H
 #define WEIR_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum weir_stats_kind { WEIR_STATS_GLOBAL = 0, WEIR_STATS_POOL, WEIR_STATS_ROUTE, WEIR_STATS_SERVER };
@@ -40,9 +41,18 @@ struct weir_stats;
 
 /* Find or create the entity (kind, key); key is e.g. the pool name, the
  * route's "host path_prefix", or "pool/address" for a server; NULL for
- * global. The registry owns it until weir_stats_shutdown. Control/main
- * thread (called while building a snapshot). NULL on allocation failure. */
+ * global. Takes a reference for the caller, which gives it back with
+ * weir_stats_put; the entity is freed with the last one (the global entity
+ * is not counted: it lives until weir_stats_shutdown). Control/main thread
+ * (called while building a snapshot). NULL on allocation failure. */
 struct weir_stats *weir_stats_get(int kind, const char *key);
+/* Drop a reference from weir_stats_get (NULL: nothing). The entity must not
+ * be used by the caller afterwards; a recording in flight elsewhere holds
+ * its own reference through its snapshot or server. Any thread; before
+ * weir_stats_shutdown. */
+void weir_stats_put(struct weir_stats *st);
+/* Entities in the registry, the global one included. Any thread. */
+size_t weir_stats_registry_size(void);
 
 /* The global entity (created by weir_stats_init). */
 struct weir_stats *weir_stats_global(void);

@@ -126,3 +126,35 @@ def test_every_descriptor_is_close_on_exec(procs, tmp_path):
     finally:
         admin_sock.close()
         client.close()
+
+
+# ------------------------------------------------- statistics registry (defect 5)
+
+def test_removed_servers_free_their_statistics(procs):
+    """500 servers added and removed through the runtime API, each one
+    having recorded something: the registry returns to its size and RSS
+    stays flat (each entity costs ~86 KB per worker that recorded into it)."""
+    a = procs.origin("a")
+    w, adm = start(procs, [pool("api", [a])], workers=2)
+    assert origin_of(w.port) == "a"
+    base = adm.stats()["stats_entities"]
+    rss = []
+    for batch in range(10):
+        addrs = ["127.0.%d.%d:1" % (1 + batch, 2 + i) for i in range(50)]  # port 1: refused at once
+        for addr in addrs:
+            r = adm.add("api", addr)
+            assert r.status == 201, r
+        assert adm.stats()["stats_entities"] >= base + 50
+        with HttpConn(w.port) as c:
+            for _ in range(120):  # round robin touches every new server (connect refused, retried)
+                c.get("/")
+        for addr in addrs:
+            r = adm.delete("api", addr)
+            assert r.status == 202, r
+        assert wait_until(lambda: len(adm.stats()["pools"][0]["servers"]) == 1, tf(10)), adm.stats()["pools"]
+        # the workers let go of the old snapshot at their next tick (or message)
+        assert wait_until(lambda: adm.stats()["stats_entities"] == base, tf(5)), (adm.stats()["stats_entities"],
+                                                                                   base)
+        rss.append(w.rss())
+    grown = rss[-1] - rss[1]
+    assert grown < 16 * 1024, "RSS grew by %d KiB over 8 batches of 50 added+removed servers: %r" % (grown, rss)

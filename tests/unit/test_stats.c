@@ -476,7 +476,7 @@ static void test_stats_json_shape(void **state)
 
     json_t *doc = weir_admin_stats_json(rt, WEIR_ADMIN_ALL_WINDOWS, weir_stats_now_s(), 1234567890123LL);
     assert_non_null(doc);
-    assert_keys(doc, "global,pools,routes,time_ms,uptime_s,version,workers");
+    assert_keys(doc, "global,pools,routes,stats_entities,time_ms,uptime_s,version,workers");
     assert_string_equal(json_string_value(json_object_get(doc, "version")), PACKAGE_VERSION);
     assert_int_equal(json_integer_value(json_object_get(doc, "workers")), 4);
     assert_int_equal(json_integer_value(json_object_get(doc, "time_ms")), 1234567890123LL);
@@ -708,6 +708,43 @@ static void test_conf_edit_servers(void **state)
     weir_conf_free(d);
 }
 
+/* Entities are reference counted: one a snapshot or server no longer holds
+ * is freed (a server removed at run time must not leak its blocks). */
+static void test_registry_frees_unreferenced(void **state)
+{
+    size_t base = weir_stats_registry_size();
+    struct weir_stats *a = weir_stats_get(WEIR_STATS_SERVER, "p/x");
+    struct weir_stats *b = weir_stats_get(WEIR_STATS_SERVER, "p/x");
+    struct weir_stats_sample smp = sample(200, 10, 20);
+
+    assert_ptr_equal(a, b);
+    assert_int_equal(weir_stats_registry_size(), base + 1);
+    weir_stats_record(a, 0, &smp); /* allocates a block: freed with the entity */
+    weir_stats_put(a);
+    assert_int_equal(weir_stats_registry_size(), base + 1);
+    weir_stats_put(b);
+    assert_int_equal(weir_stats_registry_size(), base);
+    weir_stats_put(weir_stats_global()); /* not counted: stays */
+    assert_int_equal(weir_stats_registry_size(), base);
+
+    /* Snapshots: a removed server's entity goes with the last snapshot
+     * holding it; the pool's and the kept server's stay. */
+    struct weir_conf *c = load_text(LISTEN POOLS ROUTES);
+    struct weir_rt *rt0 = weir_rt_build(c, NULL, 2);
+    assert_non_null(rt0);
+    size_t with = weir_stats_registry_size();
+    assert_true(with > base);
+    struct weir_conf *d = weir_conf_dup(rt0->conf);
+    weir_conf_pool_remove_server(weir_conf_find_pool(d, "api"), 0);
+    struct weir_rt *rt1 = weir_rt_build(d, rt0, 2);
+    assert_non_null(rt1);
+    assert_int_equal(weir_stats_registry_size(), with);
+    weir_rt_release(rt0);
+    assert_int_equal(weir_stats_registry_size(), with - 1);
+    weir_rt_release(rt1);
+    assert_int_equal(weir_stats_registry_size(), base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -725,6 +762,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_metrics_text, setup, teardown),
         cmocka_unit_test(test_conf_dup_example),
         cmocka_unit_test_setup_teardown(test_conf_edit_servers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_frees_unreferenced, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
