@@ -252,6 +252,11 @@ void weir_admin_api_add_server(struct evhttp_request *req, const char *pool)
                                pending_find(pool, address) ? " (being removed)" : "");
         goto out;
     }
+    if (p->set.n >= WEIR_CONF_POOL_MAX_SERVERS) {
+        weir_admin_reply_error(req, 409, "pool '%s' has %zu servers, the most a pool may have (%d)", pool,
+                               p->set.n, WEIR_CONF_POOL_MAX_SERVERS);
+        goto out;
+    }
     copy = weir_conf_dup(rt->conf);
     if (copy == NULL) {
         weir_admin_reply_error(req, 500, "out of memory");

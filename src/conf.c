@@ -202,6 +202,11 @@ static void key_servers(struct loader *L, const struct key *k, const config_sett
     struct weir_conf_pool *p = obj;
     size_t i, j;
 
+    if (config_setting_length(s) > WEIR_CONF_POOL_MAX_SERVERS) {
+        conf_err_at(L, s, "%s lists %d servers; a pool has at most %d", path, config_setting_length(s),
+                    WEIR_CONF_POOL_MAX_SERVERS);
+        return;
+    }
     p->servers = conf_walk_list(L, s, path, "server", sizeof(*p->servers), &p->nservers, server_keys,
                                 WEIR_ARRAY_LEN(server_keys), server_init);
     for (i = 0; i < p->nservers; i++) {

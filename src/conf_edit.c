@@ -170,6 +170,10 @@ int weir_conf_pool_add_server(struct weir_conf_pool *p, const char *address, int
         *why = "weight must be an integer between 1 and 1000";
         return WEIR_ERROR;
     }
+    if (p->nservers >= WEIR_CONF_POOL_MAX_SERVERS) {
+        *why = "the pool already has the maximum number of servers";
+        return WEIR_ERROR;
+    }
     if (weir_conf_parse_server_addr(address, &ss, &len, why) != 0)
         return WEIR_ERROR;
     if (weir_conf_find_server(p, address, &ss) >= 0)

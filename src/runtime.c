@@ -14,19 +14,45 @@ static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct weir_rt *current;
 static _Atomic unsigned current_gen;
 
-static struct weir_server *find_prev_server(const struct weir_rt *prev, const char *pool, const char *addr)
+/* The previous snapshot's pool of the same name, or NULL. */
+static const struct weir_pool *find_prev_pool(const struct weir_rt *prev, const char *pool)
 {
     if (prev == NULL)
         return NULL;
-    for (size_t i = 0; i < prev->npools; i++) {
-        const struct weir_pool *p = &prev->pools[i];
-        if (strcmp(p->name, pool) != 0)
-            continue;
-        for (size_t j = 0; j < p->set.n; j++)
-            if (strcmp(p->set.v[j]->address, addr) == 0)
-                return p->set.v[j];
-    }
+    for (size_t i = 0; i < prev->npools; i++)
+        if (strcmp(prev->pools[i].name, pool) == 0)
+            return &prev->pools[i];
     return NULL;
+}
+
+static int server_addr_cmp(const void *a, const void *b)
+{
+    const struct weir_server *const *x = a, *const *y = b;
+    return strcmp((*x)->address, (*y)->address);
+}
+
+/* The previous pool's servers sorted by address, so each server of the new
+ * pool is found in O(log n): a rebuild is O(n log n), not O(n^2) (the
+ * runtime API rebuilds on every add). NULL when there is nothing to search
+ * or out of memory (*n = 0). */
+static struct weir_server **prev_index(const struct weir_pool *pp, size_t *n)
+{
+    struct weir_server **v;
+
+    *n = 0;
+    if (pp == NULL || pp->set.n == 0 || (v = malloc(pp->set.n * sizeof(*v))) == NULL)
+        return NULL;
+    memcpy(v, pp->set.v, pp->set.n * sizeof(*v));
+    qsort(v, pp->set.n, sizeof(*v), server_addr_cmp);
+    *n = pp->set.n;
+    return v;
+}
+
+static struct weir_server *find_prev_server(struct weir_server **idx, size_t n, const char *addr)
+{
+    struct weir_server key = {.address = (char *)addr}, *kp = &key;
+    struct weir_server **hit = n ? bsearch(&kp, idx, n, sizeof(*idx), server_addr_cmp) : NULL;
+    return hit != NULL ? *hit : NULL;
 }
 
 static void pool_destroy(struct weir_pool *p, int nworkers)
@@ -52,23 +78,28 @@ static int pool_build(struct weir_pool *p, const struct weir_conf_pool *cp, cons
     p->set.v = calloc(cp->nservers ? cp->nservers : 1, sizeof(*p->set.v));
     if (p->set.v == NULL)
         return -1;
+    size_t nidx;
+    struct weir_server **idx = prev_index(find_prev_pool(prev, cp->name), &nidx);
     for (size_t j = 0; j < cp->nservers; j++) {
         const struct weir_conf_server *cs = &cp->servers[j];
-        struct weir_server *s = find_prev_server(prev, cp->name, cs->addr.text);
+        struct weir_server *s = find_prev_server(idx, nidx, cs->addr.text);
         if (s != NULL) {
             weir_server_retain(s);
             atomic_store(&s->weight, cs->weight);
         } else {
             s = weir_server_new(cs->addr.text, (const struct sockaddr *)&cs->addr.ss, cs->addr.len,
                                 cs->weight);
-            if (s == NULL)
+            if (s == NULL) {
+                free(idx);
                 return -1;
+            }
             char key[512];
             snprintf(key, sizeof(key), "%s/%s", cp->name, cs->addr.text);
             s->stats = weir_stats_get(WEIR_STATS_SERVER, key);
         }
         p->set.v[p->set.n++] = s;
     }
+    free(idx);
     for (int w = 0; w < nworkers; w++) {
         p->lb_state[w] = p->lb->init(&p->set);
         if (p->lb_state[w] == NULL)

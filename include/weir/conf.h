@@ -57,6 +57,11 @@ struct weir_conf_passive { /* pool.passive; enabled = 0 when absent */
     int max_ejected_pct;      /* default 50, 0..100 */
 };
 
+/* Servers per pool, in the file and through the runtime API: a balancer
+ * pick and a snapshot rebuild are O(servers), and each server costs a health
+ * check and per-worker statistics. */
+#define WEIR_CONF_POOL_MAX_SERVERS 1000
+
 struct weir_conf_pool {
     char *name;
     char *policy;      /* validated: weir_lb_find(policy) != NULL */

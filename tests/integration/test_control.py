@@ -158,3 +158,33 @@ def test_removed_servers_free_their_statistics(procs):
         rss.append(w.rss())
     grown = rss[-1] - rss[1]
     assert grown < 16 * 1024, "RSS grew by %d KiB over 8 batches of 50 added+removed servers: %r" % (grown, rss)
+
+
+# ------------------------------------------------- runtime API bounds (defect 18)
+
+def test_runtime_api_caps_servers_per_pool_and_adds_cheaply(procs):
+    """A pool takes at most 1000 servers (README: runtime API); adding one
+    to a large pool stays cheap (a rebuild is O(n log n), not O(n^2))."""
+    a = procs.origin("a")
+    w, adm = start(procs, [pool("api", [a])], workers=2)
+    times = []
+    n = 1
+    for i in range(999):
+        t0 = time.monotonic()
+        r = adm.add("api", "127.0.%d.%d:1" % (10 + i // 200, 2 + i % 200))
+        times.append(time.monotonic() - t0)
+        assert r.status == 201, r
+        n += 1
+    r = adm.add("api", "127.0.99.1:1")
+    assert r.status == 409 and "1000" in r.json()["error"], r
+    assert len(adm.stats()["pools"][0]["servers"]) == 1000
+    # the last 100 adds (pool of ~900-1000) cost about what the first 100 did
+    first, last = sorted(times[:100])[50], sorted(times[-100:])[50]
+    assert last < max(5 * first, 0.02), (first, last)
+    # the file obeys the same cap
+    text = conf(free_port(), [pool("big", ["127.0.%d.%d:1" % (i // 200, 2 + i % 200) for i in range(1001)])])
+    path = os.path.join(str(w.workdir), "big.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    p = subprocess.run([WEIR_BIN, "-t", "-c", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert p.returncode == 1 and b"a pool has at most 1000" in p.stdout, p.stdout[-500:]
