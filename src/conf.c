@@ -464,6 +464,37 @@ static void admin_post(struct loader *L, const struct key *k, const config_setti
                     c->admin.addr.text);
 }
 
+/* admin.allowed_hosts: a list of host names ("name" or "*.suffix"). */
+static void key_admin_allowed_hosts(struct loader *L, const struct key *k, const config_setting_t *s,
+                                    const char *path, void *obj)
+{
+    struct weir_conf *c = obj;
+    int n = config_setting_length(s);
+
+    if (n == 0)
+        return;
+    c->admin.allowed_hosts = calloc((size_t)n, sizeof(char *));
+    if (c->admin.allowed_hosts == NULL) {
+        L->oom = 1;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *v = config_setting_get_string(e);
+        const char *name = v != NULL && strncmp(v, "*.", 2) == 0 ? v + 2 : v;
+        if (v == NULL || !conf_is_hostname(name)) {
+            conf_err_at(L, e, "%s[%d] must be a host name such as \"admin.example.com\" or \"*.example.com\"",
+                        path, i);
+            continue;
+        }
+        char *d = conf_strdup(L, v);
+        if (d == NULL)
+            return;
+        conf_lower(d);
+        c->admin.allowed_hosts[c->admin.nallowed_hosts++] = d;
+    }
+}
+
 static const struct key timeout_keys[] = {
     KEY_INT("connect_ms", struct weir_conf, timeouts.connect_ms, 1, MS_MAX),
     KEY_INT("client_header_ms", struct weir_conf, timeouts.client_header_ms, 1, MS_MAX),
@@ -498,7 +529,49 @@ static const struct key log_keys[] = {
 static const struct key admin_keys[] = {
     KEY_FN("address", K_STR, 0, struct weir_conf, admin.addr, conf_key_addr),
     KEY_FN("token", K_STR, 0, struct weir_conf, admin.token, conf_key_visible),
+    KEY_CALL("allowed_hosts", K_LIST, 0, key_admin_allowed_hosts),
+    KEY_INT("max_connections", struct weir_conf, admin.max_connections, 1, 10000),
+    KEY_INT("request_timeout_ms", struct weir_conf, admin.request_timeout_ms, 100, MS_MAX),
 };
+
+/* The admin endpoint cannot share a listen address (nor its port on a
+ * wildcard address of the same family): one of the two binds would fail, or
+ * with SO_REUSEPORT split the traffic silently. */
+static int addr_is_any(const struct sockaddr_storage *ss)
+{
+    static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return ss->ss_family == AF_INET6 &&
+           memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, &any6, sizeof(any6)) == 0;
+}
+
+static int addr_port(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+                                    : ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static void check_admin_addr(struct loader *L)
+{
+    const struct weir_conf *c = L->c;
+    const struct weir_conf_addr *a = &c->admin.addr;
+
+    if (!c->admin.enabled || a->len == 0)
+        return;
+    for (size_t i = 0; i < c->nlistens; i++) {
+        const struct weir_conf_addr *l = &c->listens[i];
+        if (conf_addr_equal(a, l) ||
+            (l->ss.ss_family == a->ss.ss_family && addr_port(&l->ss) == addr_port(&a->ss) &&
+             (addr_is_any(&l->ss) || addr_is_any(&a->ss)))) {
+            conf_err_line(L, c->file, a->line ? a->line : 1,
+                          "admin.address '%s' overlaps listen address '%s' (line %d): give the admin "
+                          "endpoint its own port",
+                          a->text, l->text, l->line);
+            return;
+        }
+    }
+}
 
 static const struct key stats_keys[] = {
     KEY_BOOL("enabled", struct weir_conf, stats.enabled),
@@ -535,6 +608,8 @@ static void conf_defaults(struct loader *L, struct weir_conf *c)
     c->log.error = conf_strdup(L, "stderr");
     c->stats.enabled = 1;
     c->admin.enabled = 0;
+    c->admin.max_connections = 64;
+    c->admin.request_timeout_ms = 10000;
     if (conf_set_addr_default(L, &c->admin.addr, "127.0.0.1:9901") < 0)
         L->oom = 1;
 }
@@ -593,6 +668,7 @@ struct weir_conf *weir_conf_load(const char *path, struct weir_conf_errors *errs
     } else if (conf_prescan_ints(&L, path) == 0) {
         conf_walk_group(&L, config_root_setting(&cf), "", top_keys, WEIR_ARRAY_LEN(top_keys), c);
         resolve_routes(&L);
+        check_admin_addr(&L);
     }
     config_destroy(&cf);
     free(dir);
@@ -644,6 +720,9 @@ void weir_conf_free(struct weir_conf *c)
     free(c->routes);
     addr_free(&c->admin.addr);
     free(c->admin.token);
+    for (i = 0; i < c->admin.nallowed_hosts; i++)
+        free(c->admin.allowed_hosts[i]);
+    free(c->admin.allowed_hosts);
     free(c);
 }
 

@@ -63,6 +63,12 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
     d->log.error = xdup(c->log.error, &oom);
     d->admin.addr.text = xdup(c->admin.addr.text, &oom);
     d->admin.token = xdup(c->admin.token, &oom);
+    d->admin.allowed_hosts =
+        xdup_array(c->admin.allowed_hosts, c->admin.nallowed_hosts, sizeof(char *), &oom);
+    if (d->admin.allowed_hosts == NULL)
+        d->admin.nallowed_hosts = 0;
+    for (i = 0; i < d->admin.nallowed_hosts; i++)
+        d->admin.allowed_hosts[i] = xdup(c->admin.allowed_hosts[i], &oom);
 
     d->listens = xdup_array(c->listens, c->nlistens, sizeof(*c->listens), &oom);
     if (d->listens == NULL)

@@ -88,6 +88,12 @@ struct weir_conf_admin { /* admin group; enabled = 0 when absent */
     int enabled;
     struct weir_conf_addr addr; /* default 127.0.0.1:9901 */
     char *token;                /* NULL when absent; required when addr is not loopback */
+    /* Host header names the admin answers besides IP literals and localhost
+     * (DNS rebinding defence): lower-case, "name" or "*.suffix". */
+    char **allowed_hosts;
+    size_t nallowed_hosts;
+    int max_connections;    /* default 64: open admin connections at most */
+    int request_timeout_ms; /* default 10000: a whole request (head and body) must arrive within it */
 };
 
 struct weir_conf {

@@ -962,10 +962,47 @@ static void test_int_wrap_in_include(void **state)
     rmdir(dir);
 }
 
+/* admin: allowed_hosts, connection cap, request timeout; the admin address
+ * must not overlap a listen address. */
+static void test_admin_keys(void **state)
+{
+    struct loaded ld;
+    struct weir_conf *c = load_ok(&ld, LISTEN POOLS ROUTES
+                                  "admin = { address = \"127.0.0.1:9901\"; max_connections = 8; "
+                                  "request_timeout_ms = 2500; allowed_hosts = ( \"Admin.Example.com\", "
+                                  "\"*.internal\" ); };\n");
+    assert_int_equal(c->admin.max_connections, 8);
+    assert_int_equal(c->admin.request_timeout_ms, 2500);
+    assert_int_equal(c->admin.nallowed_hosts, 2);
+    assert_string_equal(c->admin.allowed_hosts[0], "admin.example.com");
+    assert_string_equal(c->admin.allowed_hosts[1], "*.internal");
+    unload(&ld);
+    c = load_ok(&ld, LISTEN POOLS ROUTES "admin = { };\n");
+    assert_int_equal(c->admin.max_connections, 64);
+    assert_int_equal(c->admin.request_timeout_ms, 10000);
+    assert_int_equal(c->admin.nallowed_hosts, 0);
+    unload(&ld);
+
+    expect_one_error(LISTEN POOLS ROUTES "admin = { allowed_hosts = ( \"ok.example\", \"bad host\" ); };\n",
+                     "4: admin.allowed_hosts[1] must be a host name such as \"admin.example.com\" or "
+                     "\"*.example.com\"");
+    expect_one_error(LISTEN POOLS ROUTES "admin = {\n address = \"127.0.0.1:8080\"; };\n",
+                     "5: admin.address '127.0.0.1:8080' overlaps listen address '127.0.0.1:8080' (line 1): "
+                     "give the admin endpoint its own port");
+    expect_one_error("listen = ( { address = \"0.0.0.0:8080\"; } );\n" POOLS ROUTES
+                     "admin = { address = \"127.0.0.1:8080\"; };\n",
+                     "4: admin.address '127.0.0.1:8080' overlaps listen address '0.0.0.0:8080' (line 1): "
+                     "give the admin endpoint its own port");
+    /* another port, or the same port on another address, is fine */
+    c = load_ok(&ld, LISTEN POOLS ROUTES "admin = { address = \"127.0.0.2:8080\"; };\n");
+    unload(&ld);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_int_wrap_refused),
+        cmocka_unit_test(test_admin_keys),
         cmocka_unit_test(test_int_wrap_in_include),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_defaults),
