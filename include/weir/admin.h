@@ -80,6 +80,15 @@ json_t *weir_admin_stats_json(const struct weir_rt *rt, int windows, uint64_t no
 /* Append the GET /metrics text for snapshot rt to out. Returns 0 or -1. */
 int weir_admin_metrics(struct evbuffer *out, const struct weir_rt *rt, uint64_t now_s);
 
+/*
+ * 1 when a request with this Host header value (NULL: none) may reach the
+ * admin endpoint: an IP literal, localhost or *.localhost, or a name in
+ * `allowed` (lower-case; "name" or "*.suffix"). A port is ignored. Any other
+ * name could be an attacker's domain rebound to this address (DNS
+ * rebinding), reaching the admin from a browser. Pure.
+ */
+int weir_admin_host_allowed(const char *host, const char *const *allowed, size_t nallowed);
+
 /* ---- shared by admin.c and admin_api.c (control thread) ---- */
 
 /* Reply with a JSON body (steals `body`; NULL gives 500). */

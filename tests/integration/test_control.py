@@ -188,3 +188,136 @@ def test_runtime_api_caps_servers_per_pool_and_adds_cheaply(procs):
         f.write(text)
     p = subprocess.run([WEIR_BIN, "-t", "-c", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     assert p.returncode == 1 and b"a pool has at most 1000" in p.stdout, p.stdout[-500:]
+
+
+# ------------------------------------------------- admin endpoint (defects 13, 18)
+
+def test_admin_checks_the_host_header(procs):
+    """DNS rebinding: a browser on attacker.example (rebound to 127.0.0.1)
+    must not read /stats. IP literals, localhost and admin.allowed_hosts pass."""
+    o = procs.origin("a")
+    port, aport = free_port(), free_port()
+    text = conf(port, [pool("api", [o])], log={"access": "off"},
+                extra='admin = { address = "127.0.0.1:%d"; token = "%s"; allowed_hosts = ( "ops.example", '
+                      '"*.corp.example" ); };' % (aport, TOKEN))
+    w = procs.weir(text, port=port)
+    adm = Admin(aport)
+    assert adm.wait_ready(), w.stderr()
+
+    def status(host, path="/stats"):
+        with HttpConn(aport) as c:
+            return c.request("GET", path, host=host, headers=[("Connection", "close")]).status
+
+    for host in ("127.0.0.1:%d" % aport, "127.0.0.1", "[::1]:%d" % aport, "localhost", "LOCALHOST:1",
+                 "app.localhost", "ops.example", "ops.example:%d" % aport, "a.b.corp.example"):
+        assert status(host) == 200, host
+    for host in ("attacker.example", "attacker.example:%d" % aport, "ops.example.attacker.example",
+                 "corp.example", "localhost.attacker.example"):
+        assert status(host) == 421, host
+        assert status(host, "/metrics") == 421, host
+        assert status(host, "/dashboard") == 421, host
+    r = adm.request("POST", "/reload", headers=[("Host", "evil.example")])
+    assert r.status in (421, 200)  # the helper sets its own Host first; a second one may be ignored
+    assert status("attacker.example", "/healthz") == 200  # liveness reveals nothing
+
+
+def test_admin_caps_connections_and_times_out_trickling_requests(procs):
+    """Connections trickling a request byte by byte are cut at
+    admin.request_timeout_ms (the idle timer restarts on every byte, this
+    one does not), and no more than admin.max_connections are ever open, so
+    they cannot use up weir's descriptors."""
+    o = procs.origin("a")
+    port, aport = free_port(), free_port()
+    text = conf(port, [pool("api", [o])], log={"access": "off"},
+                extra='admin = { address = "127.0.0.1:%d"; max_connections = 4; request_timeout_ms = 1000; };'
+                      % aport)
+    w = procs.weir(text, port=port)
+    adm = Admin(aport)
+    assert adm.wait_ready(), w.stderr()
+    time.sleep(0.3)  # the readiness probe's connection is gone
+    base = w.fds()
+    head = b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+    socks = []
+    try:
+        for _ in range(12):
+            s = socket.create_connection((LOOPBACK, aport))
+            s.setblocking(False)
+            socks.append(s)
+        opened = time.monotonic()
+        peak = 0
+        closed = set()
+        i = 0
+        while time.monotonic() - opened < tf(4) and len(closed) < 4:
+            for k, s in enumerate(socks):
+                if k in closed:
+                    continue
+                try:
+                    s.send(head[i % len(head):i % len(head) + 1])
+                    if s.recv(4096) == b"":
+                        closed.add(k)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed.add(k)
+            peak = max(peak, w.fds() - base)
+            i += 1
+            time.sleep(0.05)
+        elapsed = time.monotonic() - opened
+        assert len(closed) >= 4, "trickling admin connections were not cut: %d closed in %.1fs" % (
+            len(closed), elapsed)
+        assert elapsed < tf(3), elapsed
+        assert peak <= 4, "admin connections above the cap: %d descriptors more than at rest" % peak
+        assert "most admin.max_connections allows" in w.stderr()
+    finally:
+        for s in socks:
+            s.close()
+    # once the slow ones are gone, a normal request is served
+    assert wait_until(lambda: adm.alive(), tf(5)), w.stderr_tail()
+    assert w.wait_log("most admin.max_connections allows", timeout=1)
+    assert len(re.findall("most admin.max_connections allows", w.stderr())) <= 2
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_backs_off_and_logs_once(procs, tmp_path, monkeypatch):
+    """With a low `ulimit -n`, connections beyond what weir can accept make
+    accept() fail with EMFILE on the workers' and the admin's listeners:
+    weir pauses those listeners (no busy loop, one log line per burst) and
+    serves again once descriptors are free."""
+    import weirtest
+    wrapper = tmp_path / "weir-ulimit"
+    wrapper.write_text("#!/bin/sh\nulimit -n 48 || exit 99\nexec %s \"$@\"\n" % weirtest.WEIR_BIN)
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(weirtest, "WEIR_BIN", str(wrapper))
+    o = procs.origin("a")
+    port, aport = free_port(), free_port()
+    text = conf(port, [pool("api", [o])], workers=1, log={"access": "off"},
+                extra='admin = { address = "127.0.0.1:%d"; max_connections = 1000; };' % aport)
+    w = procs.weir(text, port=port)
+    adm = Admin(aport)
+    assert adm.wait_ready(), w.stderr()
+    assert origin_of(w.port) == "a"
+    socks = []
+    try:
+        for i in range(80):  # far beyond the limit; the kernel queues what weir cannot accept
+            socks.append(socket.create_connection((LOOPBACK, port if i % 2 == 0 else aport), timeout=5))
+        assert w.wait_log(r"worker 0: accept: Too many open files", timeout=5), w.stderr_tail()
+        assert w.wait_log(r"admin: accept: Too many open files", timeout=5), w.stderr_tail()
+        time.sleep(0.5)
+        c0, t0 = cpu_seconds(w.pid), time.monotonic()
+        time.sleep(1.5)
+        used = (cpu_seconds(w.pid) - c0) / (time.monotonic() - t0)
+        assert used < 0.3, "weir used %.0f%% of a CPU while out of descriptors" % (used * 100)
+        err = w.stderr()
+        assert len(re.findall("Too many open files", err)) <= 4, w.stderr_tail()
+        assert len(err) < 64 * 1024, len(err)
+    finally:
+        for s in socks:
+            s.close()
+    # descriptors free again: both listeners serve
+    assert wait_until(lambda: adm.alive(), tf(10)), w.stderr_tail()
+    assert wait_until(lambda: origin_of(w.port) == "a", tf(10)), w.stderr_tail()
