@@ -224,6 +224,7 @@ err:
 static void *worker_main(void *arg)
 {
     struct weir_worker *w = arg;
+    weir_log_thread_budget(1); /* per-request warnings: at most 20 a second per call site */
     event_base_dispatch(w->base);
     weir_session_abort_all(w);
     weir_up_close_all_idle(w);

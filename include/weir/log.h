@@ -1,8 +1,15 @@
 /*
  * log.h - the error log (levels) and the access log (one line per request).
  *
- * The error log writes each line with a single write(2), so lines from
- * different threads never interleave. The access log is buffered per worker
+ * The error log never makes its caller wait for the disk or a pipe: a line
+ * is formatted and appended to a shared buffer (under a short mutex), and
+ * a writer thread writes the buffer out, one write(2) per batch, whole
+ * lines only. Floods are folded: a message identical to one written less
+ * than a second ago is counted instead ("... [repeated N more times in the
+ * last second]" follows), and on worker threads each call site writes at
+ * most 20 lines a second (a summary line counts the rest). If the buffer (1 MiB) is full, a
+ * line is dropped and counted. Before the writer starts (weir -t, start-up
+ * errors) and after it stops, lines are written at once. The access log is buffered per worker
  * (struct weir_alog, owned by the worker) and flushed when the buffer fills,
  * on a 100 ms timer and at shutdown: one syscall per many requests.
  */
@@ -18,6 +25,17 @@
  * Main thread, before workers start. Returns 0 or -1 (message printed). */
 int weir_log_open(const struct weir_conf *c);
 void weir_log_set_level(int level);
+
+/* Start / stop the error log's writer thread (weir_log_open starts it and
+ * registers the stop with atexit). Stop writes out everything buffered and
+ * every pending repeat summary, then joins. Main thread. Start returns 0 or
+ * -1 (lines are then written directly). */
+int weir_log_start_writer(void);
+void weir_log_stop_writer(void);
+
+/* Give the calling thread's call sites the per-second line budget (worker
+ * threads: their warnings come per request). Calling thread only. */
+void weir_log_thread_budget(int on);
 
 /* Log one line at `level` (enum weir_log_level). Any thread. */
 void weir_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -321,3 +321,21 @@ def test_out_of_descriptors_backs_off_and_logs_once(procs, tmp_path, monkeypatch
     # descriptors free again: both listeners serve
     assert wait_until(lambda: adm.alive(), tf(10)), w.stderr_tail()
     assert wait_until(lambda: origin_of(w.port) == "a", tf(10)), w.stderr_tail()
+
+
+# ------------------------------------------------- error log floods (defect 9)
+
+def test_failed_requests_do_not_flood_the_error_log(procs):
+    """Every failed request logs a warning on a worker; repeated ones are
+    folded into a count instead of one synchronous write each."""
+    dead = "127.0.0.1:%d" % free_port()  # nothing listens: connect refused
+    w = procs.weir(pools=[pool("api", [dead])], log={"access": "off"}, workers=1)
+    mark = len(w.stderr())
+    with HttpConn(w.port) as c:
+        statuses = [c.get("/").status for _ in range(300)]
+    assert all(s >= 500 for s in statuses), statuses[:5]
+    assert w.wait_log(r"repeated \d+ more times? in the last second|more messages? like", timeout=3, start=mark), \
+        w.stderr_tail()
+    lines = [l for l in w.stderr()[mark:].splitlines() if dead in l]
+    assert 1 <= len(lines) <= 30, "%d error-log lines for 300 failed requests:\n%s" % (
+        len(lines), "\n".join(lines[:40]))
