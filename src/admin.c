@@ -69,11 +69,14 @@ extern const unsigned long long weir_dashboard_html_size;
  * bufferevent through admin_bev; we keep a reference on it, so after evhttp
  * frees the connection (it then clears the callbacks and shuts the socket
  * for writing) the object stays valid until the sweep sees it unused and
- * drops the reference, which closes the socket.
+ * drops the reference, which closes the socket. The sweep runs right after
+ * evhttp frees a connection that carried a request (its close callback);
+ * one that never did is found by the SWEEP_MS tick.
  */
 struct admin_conn {
     struct bufferevent *bev;
     long long deadline_ms; /* monotonic: the request must have arrived by then */
+    int has_closecb;       /* evhttp tells us when it frees the connection */
     TAILQ_ENTRY(admin_conn) link;
 };
 
@@ -85,6 +88,7 @@ static struct {
     TAILQ_HEAD(, admin_conn) conns;
     int nconns;
     struct event *sweep; /* SWEEP_MS while connections are open */
+    struct event *reap;  /* activated when evhttp frees a connection: close it at once */
     struct weir_accept_guard *guard;
     long long cap_logged_ms; /* last "at the connection cap" line */
     unsigned long cap_hits;  /* times the cap was reached since that line */
@@ -1116,6 +1120,16 @@ static struct bufferevent *admin_bev(struct event_base *base, void *arg)
     return bev;
 }
 
+/* evhttp is freeing this connection (it still uses the bufferevent until
+ * it returns): have the sweep run right after, which drops our reference
+ * and so closes the socket without waiting for the next SWEEP_MS tick. */
+static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon, (void)arg;
+    if (A.reap != NULL)
+        event_active(A.reap, EV_TIMEOUT, 0);
+}
+
 /* A request arrived whole on the connection: the next one gets a fresh
  * deadline (keep-alive). */
 static void request_arrived(struct evhttp_request *req)
@@ -1130,6 +1144,10 @@ static void request_arrived(struct evhttp_request *req)
     {
         if (c->bev == bev) {
             c->deadline_ms = mono_ms() + timeout_ms;
+            if (!c->has_closecb) {
+                evhttp_connection_set_closecb(evcon, conn_closed_cb, NULL);
+                c->has_closecb = 1;
+            }
             break;
         }
     }
@@ -1206,7 +1224,9 @@ static void release_all(void)
         conn_release(c);
     if (A.sweep != NULL)
         event_free(A.sweep);
-    A.sweep = NULL;
+    if (A.reap != NULL)
+        event_free(A.reap);
+    A.sweep = A.reap = NULL;
     weir_accept_guard_free(A.guard);
     A.guard = NULL;
 }
@@ -1222,8 +1242,9 @@ int weir_admin_start(struct event_base *base, const struct weir_admin_opts *opts
     TAILQ_INIT(&A.conns);
     A.loopback = weir_conf_addr_is_loopback(&a->ss);
     A.sweep = evtimer_new(base, sweep_cb, NULL);
+    A.reap = event_new(base, -1, 0, sweep_cb, NULL);
     A.guard = weir_accept_guard_new(base, "admin");
-    if (A.sweep == NULL || A.guard == NULL) {
+    if (A.sweep == NULL || A.reap == NULL || A.guard == NULL) {
         weir_log_error("admin: out of memory");
         goto err;
     }
