@@ -745,6 +745,34 @@ static void test_registry_frees_unreferenced(void **state)
     assert_int_equal(weir_stats_registry_size(), base);
 }
 
+/* The admin's Host check (DNS rebinding), a pure function. */
+static void test_admin_host_allowed(void **state)
+{
+    static const char *const allowed[] = {"ops.example", "*.corp.example"};
+    static const char *const ok[] = {
+        NULL,          "127.0.0.1",        "127.0.0.1:9901", "10.1.2.3",          "[::1]:9901",
+        "[fe80::1]",   "localhost",        "LocalHost:80",   "localhost.",        "a.localhost",
+        "ops.example", "OPS.example:9901", "x.corp.example", "a.b.corp.example:1"};
+    static const char *const bad[] = {"",
+                                      ":80",
+                                      "evil.example",
+                                      "ops.example.evil",
+                                      "corp.example",
+                                      "xcorp.example",
+                                      "localhost.evil.example",
+                                      "127.0.0.1.evil.example",
+                                      "[::1",
+                                      "notlocalhost"};
+    (void)state;
+    for (size_t i = 0; i < WEIR_ARRAY_LEN(ok); i++)
+        if (!weir_admin_host_allowed(ok[i], allowed, 2))
+            fail_msg("refused: %s", ok[i] ? ok[i] : "(none)");
+    for (size_t i = 0; i < WEIR_ARRAY_LEN(bad); i++)
+        if (weir_admin_host_allowed(bad[i], allowed, 2))
+            fail_msg("allowed: %s", bad[i]);
+    assert_false(weir_admin_host_allowed("ops.example", NULL, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -763,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_conf_dup_example),
         cmocka_unit_test_setup_teardown(test_conf_edit_servers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_frees_unreferenced, setup, teardown),
+        cmocka_unit_test(test_admin_host_allowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
