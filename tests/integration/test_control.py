@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import weirtest
 from adminutil import TOKEN, Admin, admin_extra
 from weirtest import (LOOPBACK, WEIR_BIN, HttpConn, conf, free_port, pool, route, tf, wait_until)
 
@@ -157,6 +158,8 @@ def test_removed_servers_free_their_statistics(procs):
                                                                                    base)
         rss.append(w.rss())
     grown = rss[-1] - rss[1]
+    if weirtest.ASAN or weirtest.TSAN:
+        return  # their allocators keep freed memory in quarantine: RSS says nothing here
     assert grown < 16 * 1024, "RSS grew by %d KiB over 8 batches of 50 added+removed servers: %r" % (grown, rss)
 
 
@@ -288,7 +291,6 @@ def test_out_of_descriptors_backs_off_and_logs_once(procs, tmp_path, monkeypatch
     accept() fail with EMFILE on the workers' and the admin's listeners:
     weir pauses those listeners (no busy loop, one log line per burst) and
     serves again once descriptors are free."""
-    import weirtest
     wrapper = tmp_path / "weir-ulimit"
     wrapper.write_text("#!/bin/sh\nulimit -n 48 || exit 99\nexec %s \"$@\"\n" % weirtest.WEIR_BIN)
     wrapper.chmod(0o755)
