@@ -36,8 +36,6 @@
 #include <sys/socket.h>
 #include <sys/queue.h>
 #include <sys/time.h>
-#include <time.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -46,7 +44,6 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
-#include "weir/accept_guard.h"
 #include "weir/admin.h"
 #include "weir/health.h"
 #include "weir/log.h"
@@ -59,40 +56,13 @@ extern const unsigned long long weir_dashboard_html_size;
 #define ADMIN_MAX_BODY    65536
 #define ADMIN_MAX_HEADERS 16384
 #define ADMIN_TIMEOUT_S   30 /* evhttp's per-read/write idle limit; requests have their own deadline */
-#define SWEEP_MS          100
 #define JSON_FLAGS        (JSON_COMPACT | JSON_REAL_PRECISION(15))
-
-/*
- * One admin connection, tracked from accept to close so their number can be
- * capped and each request given a deadline (evhttp 2.1 has neither: its
- * timeout restarts on every byte). evhttp creates each connection's
- * bufferevent through admin_bev; we keep a reference on it, so after evhttp
- * frees the connection (it then clears the callbacks and shuts the socket
- * for writing) the object stays valid until the sweep sees it unused and
- * drops the reference, which closes the socket. The sweep runs right after
- * evhttp frees a connection that carried a request (its close callback);
- * one that never did is found by the SWEEP_MS tick.
- */
-struct admin_conn {
-    struct bufferevent *bev;
-    long long deadline_ms; /* monotonic: the request must have arrived by then */
-    int has_closecb;       /* evhttp tells us when it frees the connection */
-    TAILQ_ENTRY(admin_conn) link;
-};
 
 static struct {
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
     int loopback; /* listening on a loopback address: reads need no token */
     int started;
-    TAILQ_HEAD(, admin_conn) conns;
-    int nconns;
-    struct event *sweep; /* SWEEP_MS while connections are open */
-    struct event *reap;  /* activated when evhttp frees a connection: close it at once */
-    struct weir_accept_guard *guard;
-    long long cap_logged_ms; /* last "at the connection cap" line */
-    unsigned long cap_hits;  /* times the cap was reached since that line */
-    unsigned long timeouts;  /* requests cut at their deadline (for the log) */
 } A;
 
 static const char *const win_names[] = {
@@ -647,7 +617,6 @@ int weir_admin_metrics(struct evbuffer *out, const struct weir_rt *rt, uint64_t 
 
 /* ---- HTTP plumbing ---- */
 
-static void request_arrived(struct evhttp_request *req);
 static int check_host(struct evhttp_request *req);
 
 static void add_common_headers(struct evhttp_request *req, const char *ctype)
@@ -912,7 +881,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     char *segs[MAX_SEGS];
     int n;
 
-    request_arrived(req);
+    weir_admin_conn_request(req);
     if (path == NULL || path[0] == '\0')
         path = "/";
     n = split_path(path, segs);
@@ -1006,198 +975,6 @@ static evutil_socket_t listen_on(const struct weir_conf_addr *a)
     return fd;
 }
 
-/* libevent 2.1's evhttp, freeing a connection from inside one of the
- * connection's own callbacks, closes the socket itself while the bufferevent's
- * events are still registered; they come off later (epoll_ctl DEL -> EBADF).
- * Between the two a worker thread may accept a client that gets the same
- * descriptor number, and the late DEL then names the worker's socket: the
- * kernel shrugs (ENOENT), ThreadSanitizer rightly reports a cross-thread use.
- * Handing evhttp a bufferevent that owns its socket (BEV_OPT_CLOSE_ON_FREE)
- * makes evhttp leave the close to the bufferevent, which deletes its events
- * first and closes after. */
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void admin_limits(int *max_conns, int *timeout_ms)
-{
-    struct weir_rt *rt = weir_rt_current();
-    *max_conns = rt ? rt->conf->admin.max_connections : 64;
-    *timeout_ms = rt ? rt->conf->admin.request_timeout_ms : 10000;
-    weir_rt_release(rt);
-}
-
-/* At the cap, stop accepting (connections wait in the backlog) until one
- * closes; one log line per 10 s of such bursts. */
-static void check_cap(void)
-{
-    int max_conns, timeout_ms;
-
-    admin_limits(&max_conns, &timeout_ms);
-    if (A.nconns < max_conns) {
-        weir_accept_guard_hold(A.guard, 0);
-        return;
-    }
-    if (A.guard->held)
-        return;
-    weir_accept_guard_hold(A.guard, 1);
-    A.cap_hits++;
-    long long now = mono_ms();
-    if (now - A.cap_logged_ms >= 10000) {
-        weir_log_warn(
-            "admin: %d connections open, the most admin.max_connections allows; new ones wait until "
-            "one closes (%lu time(s) since the last such line)",
-            A.nconns, A.cap_hits);
-        A.cap_logged_ms = now;
-        A.cap_hits = 0;
-    }
-}
-
-static void conn_release(struct admin_conn *c)
-{
-    TAILQ_REMOVE(&A.conns, c, link);
-    A.nconns--;
-    bufferevent_decref(c->bev); /* the last reference: closes the socket */
-    free(c);
-}
-
-static void sweep_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct admin_conn *c, *next;
-    long long now = mono_ms();
-
-    (void)fd, (void)what, (void)arg;
-    for (c = TAILQ_FIRST(&A.conns); c != NULL; c = next) {
-        bufferevent_data_cb rcb, wcb;
-        bufferevent_event_cb ecb;
-        next = TAILQ_NEXT(c, link);
-        bufferevent_getcb(c->bev, &rcb, &wcb, &ecb, NULL);
-        if (rcb == NULL && wcb == NULL && ecb == NULL) { /* evhttp is done with it */
-            conn_release(c);
-        } else if (now >= c->deadline_ms) {
-            /* Too slow: end it the way a peer would; evhttp sees the EOF
-             * and frees the connection, the next sweep closes it. */
-            evutil_socket_t s = bufferevent_getfd(c->bev);
-            if (s >= 0)
-                shutdown(s, SHUT_RDWR);
-            c->deadline_ms = now + 1000000000LL;
-            A.timeouts++;
-            weir_log_debug("admin: a request took longer than admin.request_timeout_ms; connection closed");
-        }
-    }
-    check_cap();
-    if (A.nconns > 0) {
-        struct timeval tv = {0, SWEEP_MS * 1000};
-        evtimer_add(A.sweep, &tv);
-    }
-}
-
-/* Every admin connection's bufferevent, created by evhttp through this
- * callback when it accepts: tracked (struct admin_conn) and counted. */
-static struct bufferevent *admin_bev(struct event_base *base, void *arg)
-{
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    struct admin_conn *c = bev != NULL ? calloc(1, sizeof(*c)) : NULL;
-    int max_conns, timeout_ms;
-
-    (void)arg;
-    if (c == NULL)
-        return bev; /* untracked; evhttp still serves it */
-    admin_limits(&max_conns, &timeout_ms);
-    bufferevent_incref(bev);
-    c->bev = bev;
-    c->deadline_ms = mono_ms() + timeout_ms;
-    TAILQ_INSERT_TAIL(&A.conns, c, link);
-    A.nconns++;
-    if (!evtimer_pending(A.sweep, NULL)) {
-        struct timeval tv = {0, SWEEP_MS * 1000};
-        evtimer_add(A.sweep, &tv);
-    }
-    check_cap();
-    return bev;
-}
-
-/* evhttp is freeing this connection (it still uses the bufferevent until
- * it returns): have the sweep run right after, which drops our reference
- * and so closes the socket without waiting for the next SWEEP_MS tick. */
-static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
-{
-    (void)evcon, (void)arg;
-    if (A.reap != NULL)
-        event_active(A.reap, EV_TIMEOUT, 0);
-}
-
-/* A request arrived whole on the connection: the next one gets a fresh
- * deadline (keep-alive). */
-static void request_arrived(struct evhttp_request *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    struct admin_conn *c;
-    int max_conns, timeout_ms;
-
-    admin_limits(&max_conns, &timeout_ms);
-    TAILQ_FOREACH(c, &A.conns, link)
-    {
-        if (c->bev == bev) {
-            c->deadline_ms = mono_ms() + timeout_ms;
-            if (!c->has_closecb) {
-                evhttp_connection_set_closecb(evcon, conn_closed_cb, NULL);
-                c->has_closecb = 1;
-            }
-            break;
-        }
-    }
-}
-
-static void admin_accept_error(struct evconnlistener *l, void *arg)
-{
-    (void)l, (void)arg;
-    weir_accept_guard_error(A.guard, EVUTIL_SOCKET_ERROR());
-}
-
-/* ---- Host header (DNS rebinding) ---- */
-
-int weir_admin_host_allowed(const char *host, const char *const *allowed, size_t nallowed)
-{
-    char name[256];
-    size_t n;
-
-    if (host == NULL)
-        return 1; /* HTTP/1.0 without Host: not a browser */
-    while (*host == ' ' || *host == '\t')
-        host++;
-    if (host[0] == '[') /* an IPv6 literal: no name to rebind */
-        return strchr(host, ']') != NULL;
-    n = strcspn(host, ":");
-    if (n == 0 || n >= sizeof(name))
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        name[i] = (char)weir_lower((unsigned char)host[i]);
-    name[n] = '\0';
-    while (n > 0 && name[n - 1] == '.') /* "localhost." is "localhost" */
-        name[--n] = '\0';
-    struct in_addr a4;
-    if (inet_pton(AF_INET, name, &a4) == 1) /* an IPv4 literal: no name to rebind */
-        return 1;
-    if (strcmp(name, "localhost") == 0 || (n > 10 && strcmp(name + n - 10, ".localhost") == 0))
-        return 1; /* RFC 6761: always loopback, browsers do not resolve it */
-    for (size_t i = 0; i < nallowed; i++) {
-        const char *p = allowed[i];
-        if (strncmp(p, "*.", 2) == 0) {
-            size_t k = strlen(p + 1); /* ".suffix" */
-            if (n > k && strcmp(name + n - k, p + 1) == 0)
-                return 1;
-        } else if (strcmp(name, p) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* 1 when the request's Host may reach the admin; otherwise replies 421. */
 static int check_host(struct evhttp_request *req)
 {
@@ -1215,22 +992,6 @@ static int check_host(struct evhttp_request *req)
     return ok;
 }
 
-/* Drop every tracked connection (after evhttp_free), the sweep and the guard. */
-static void release_all(void)
-{
-    struct admin_conn *c;
-
-    while ((c = TAILQ_FIRST(&A.conns)) != NULL)
-        conn_release(c);
-    if (A.sweep != NULL)
-        event_free(A.sweep);
-    if (A.reap != NULL)
-        event_free(A.reap);
-    A.sweep = A.reap = NULL;
-    weir_accept_guard_free(A.guard);
-    A.guard = NULL;
-}
-
 int weir_admin_start(struct event_base *base, const struct weir_admin_opts *opts)
 {
     const struct weir_conf_addr *a = &opts->conf->admin.addr;
@@ -1239,12 +1000,8 @@ int weir_admin_start(struct event_base *base, const struct weir_admin_opts *opts
     if (A.started)
         return 0;
     memset(&A, 0, sizeof(A));
-    TAILQ_INIT(&A.conns);
     A.loopback = weir_conf_addr_is_loopback(&a->ss);
-    A.sweep = evtimer_new(base, sweep_cb, NULL);
-    A.reap = event_new(base, -1, 0, sweep_cb, NULL);
-    A.guard = weir_accept_guard_new(base, "admin");
-    if (A.sweep == NULL || A.reap == NULL || A.guard == NULL) {
+    if (weir_admin_conn_init(base) != 0) {
         weir_log_error("admin: out of memory");
         goto err;
     }
@@ -1259,7 +1016,7 @@ int weir_admin_start(struct event_base *base, const struct weir_admin_opts *opts
     evhttp_set_max_headers_size(A.http, ADMIN_MAX_HEADERS);
     evhttp_set_timeout(A.http, ADMIN_TIMEOUT_S);
     evhttp_set_gencb(A.http, on_request, NULL);
-    evhttp_set_bevcb(A.http, admin_bev, NULL);
+    evhttp_set_bevcb(A.http, weir_admin_conn_bev, NULL);
     fd = listen_on(a);
     if (fd < 0) {
         weir_log_error("admin: cannot listen on %s: %s", a->text, strerror(errno));
@@ -1278,8 +1035,7 @@ int weir_admin_start(struct event_base *base, const struct weir_admin_opts *opts
         weir_log_error("admin: cannot accept on %s", a->text);
         goto err;
     }
-    evconnlistener_set_error_cb(l, admin_accept_error);
-    weir_accept_guard_add(A.guard, l);
+    weir_admin_conn_listener(l);
     if (weir_admin_api_init(base, opts) != 0) {
         weir_log_error("admin: out of memory");
         goto err;
@@ -1292,7 +1048,7 @@ err:
     if (A.http != NULL)
         evhttp_free(A.http);
     A.http = NULL;
-    release_all();
+    weir_admin_conn_fini();
     return -1;
 }
 
@@ -1301,9 +1057,9 @@ void weir_admin_stop(void)
     if (!A.started)
         return;
     weir_admin_api_fini();
-    weir_accept_guard_clear(A.guard);
-    evhttp_free(A.http); /* frees every connection; release_all closes them */
-    release_all();
+    weir_admin_conn_stop_accepting();
+    evhttp_free(A.http); /* frees every connection; weir_admin_conn_fini closes them */
+    weir_admin_conn_fini();
     memset(&A, 0, sizeof(A));
 }
 

@@ -97,6 +97,20 @@ void weir_admin_reply_json(struct evhttp_request *req, int code, json_t *body);
 __attribute__((format(printf, 3, 4))) void weir_admin_reply_error(struct evhttp_request *req, int code,
                                                                   const char *fmt, ...);
 
+/* Connections (admin_conn.c): cap, per-request deadline, EMFILE back-off.
+ * init before the listener exists; weir_admin_conn_bev is evhttp's bevcb;
+ * weir_admin_conn_listener takes the listener under the guard;
+ * weir_admin_conn_request on every request (renews its deadline);
+ * weir_admin_conn_stop_accepting before evhttp_free, weir_admin_conn_fini
+ * after it (closes what evhttp left to us). */
+int weir_admin_conn_init(struct event_base *base);
+struct bufferevent *weir_admin_conn_bev(struct event_base *base, void *arg);
+struct evconnlistener;
+void weir_admin_conn_listener(struct evconnlistener *l);
+void weir_admin_conn_request(struct evhttp_request *req);
+void weir_admin_conn_stop_accepting(void);
+void weir_admin_conn_fini(void);
+
 /* Runtime API handlers (admin_api.c); they reply themselves. */
 int weir_admin_api_init(struct event_base *base, const struct weir_admin_opts *opts);
 void weir_admin_api_fini(void);
