@@ -341,3 +341,18 @@ def test_failed_requests_do_not_flood_the_error_log(procs):
     lines = [l for l in w.stderr()[mark:].splitlines() if dead in l]
     assert 1 <= len(lines) <= 30, "%d error-log lines for 300 failed requests:\n%s" % (
         len(lines), "\n".join(lines[:40]))
+
+
+def test_check_refuses_admin_on_a_listen_address(tmp_path):
+    """weir -t: the admin endpoint on a listen address is a FILE:LINE error."""
+    port = free_port()
+    text = conf(port, [pool("api", ["127.0.0.1:1"])],
+                extra='admin = {\n  address = "%s:%d";\n};' % (LOOPBACK, port))
+    path = tmp_path / "w.conf"
+    path.write_text(text)
+    line = text.splitlines().index('  address = "%s:%d";' % (LOOPBACK, port)) + 1
+    p = subprocess.run([weirtest.WEIR_BIN, "-t", "-c", str(path)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=60)
+    out = p.stdout.decode()
+    assert p.returncode == 1, out
+    assert "%s:%d: admin.address '127.0.0.1:%d' overlaps listen address" % (path, line, port) in out, out
