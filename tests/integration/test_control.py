@@ -87,6 +87,7 @@ def descriptors(pid):
     return out
 
 
+@pytest.mark.threaded
 def test_every_descriptor_is_close_on_exec(procs, tmp_path):
     """Listeners, accepted client sockets, admin sockets, health-check
     sockets, log files, eventfds, epoll and libevent's internal pipes: a
@@ -131,6 +132,7 @@ def test_every_descriptor_is_close_on_exec(procs, tmp_path):
 
 # ------------------------------------------------- statistics registry (defect 5)
 
+@pytest.mark.threaded
 def test_removed_servers_free_their_statistics(procs):
     """500 servers added and removed through the runtime API, each one
     having recorded something: the registry returns to its size and RSS
@@ -165,6 +167,7 @@ def test_removed_servers_free_their_statistics(procs):
 
 # ------------------------------------------------- runtime API bounds (defect 18)
 
+@pytest.mark.threaded
 def test_runtime_api_caps_servers_per_pool_and_adds_cheaply(procs):
     """A pool takes at most 1000 servers (README: runtime API); adding one
     to a large pool stays cheap (a rebuild is O(n log n), not O(n^2))."""
