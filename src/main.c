@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -103,7 +104,7 @@ static int same_listens(const struct weir_conf *a, const struct weir_conf *b)
     if (a->nlistens != b->nlistens)
         return 0;
     for (size_t i = 0; i < a->nlistens; i++)
-        if (strcmp(a->listens[i].text, b->listens[i].text) != 0)
+        if (strcmp(a->listens[i].addr.text, b->listens[i].addr.text) != 0)
             return 0;
     return 1;
 }
@@ -200,6 +201,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        struct weir_conf_errors warns = {0};
+        weir_conf_tls_warnings(conf, time(NULL), WEIR_TLS_EXPIRY_WARN_DAYS, &warns);
+        print_errors(stderr, &warns, "");
+        weir_conf_errors_free(&warns);
         printf("weir: configuration %s is valid\n", M.conf_path);
         weir_conf_free(conf);
         return 0;
@@ -212,6 +217,11 @@ int main(int argc, char **argv)
         weir_conf_free(conf);
         return 1;
     }
+    struct weir_conf_errors warns = {0};
+    weir_conf_tls_warnings(conf, time(NULL), WEIR_TLS_EXPIRY_WARN_DAYS, &warns);
+    for (size_t i = 0; i < warns.n; i++)
+        weir_log_warn("%s", warns.msgs[i]);
+    weir_conf_errors_free(&warns);
     M.nworkers = conf->workers;
     if (weir_stats_init(M.nworkers) != 0) {
         weir_conf_free(conf);
@@ -279,7 +289,7 @@ int main(int argc, char **argv)
     char addrs[512] = "";
     for (size_t i = 0; i < conf->nlistens; i++) {
         size_t n = strlen(addrs);
-        snprintf(addrs + n, sizeof(addrs) - n, "%s%s", i ? ", " : "", conf->listens[i].text);
+        snprintf(addrs + n, sizeof(addrs) - n, "%s%s", i ? ", " : "", conf->listens[i].addr.text);
     }
     weir_log_info("weir %s started: %d worker(s), listening on %s", PACKAGE_VERSION, M.nworkers, addrs);
 
