@@ -574,7 +574,11 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
 static int configure_server_ctx(SSL_CTX *ctx, const struct weir_conf_listen_tls *conf,
                                 struct weir_tls_server *s, const unsigned char *sid, unsigned sidlen)
 {
-    uint64_t opts = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE;
+    /* IGNORE_UNEXPECTED_EOF: a TCP close without close_notify reads as EOF
+     * and leaves the SSL usable, so a half-closed client still gets its
+     * responses (HTTP framing, not TLS, detects a truncated message). */
+    uint64_t opts = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                    SSL_OP_IGNORE_UNEXPECTED_EOF;
 
     if (!conf->session_tickets)
         opts |= SSL_OP_NO_TICKET; /* TLS 1.3 then issues stateful tickets (the session cache) */
@@ -907,7 +911,8 @@ struct weir_tls_client *weir_tls_client_new(const struct weir_conf_pool_tls *con
     c->ctx = SSL_CTX_new(TLS_client_method());
     if (c->ctx == NULL || (conf->server_name != NULL && (c->server_name = strdup(conf->server_name)) == NULL))
         goto err;
-    SSL_CTX_set_options(c->ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_options(c->ctx,
+                        SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                  SSL_MODE_ENABLE_PARTIAL_WRITE);
     if (SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION) != 1 ||
