@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <openssl/err.h>
 
@@ -182,6 +183,30 @@ static int io_result(struct weir_conn *c, struct tls_conn *t, int r, const char 
     return WEIR_ERROR;
 }
 
+/*
+ * An HTTP request on the TLS port: answer it in plain HTTP (400, like
+ * nginx), so a user who typed http:// sees why, then read off what the
+ * socket holds so that the close is a FIN, not a reset that could destroy
+ * the answer. Best effort, never blocks: a fresh socket has room for it.
+ */
+static void answer_plain_http(int fd)
+{
+    static const char body[] = "This port speaks HTTPS: use https:// in the URL.\n";
+    char head[160], sink[4096];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     sizeof(body) - 1);
+    struct iovec v[2] = {{head, (size_t)n}, {(void *)body, sizeof(body) - 1}};
+    struct msghdr m = {.msg_iov = v, .msg_iovlen = 2};
+
+    if (sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        return;
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    shutdown(fd, SHUT_WR);
+}
+
 static int tls_handshake(struct weir_conn *c)
 {
     struct tls_conn *t = c->xprt_ctx;
@@ -224,6 +249,8 @@ static int tls_handshake(struct weir_conn *c)
               : EPROTO;
     r = weir_tls_classify(t->ssl, e, why, sizeof(why));
     hs_failed(t, r, why);
+    if (r == WEIR_TLS_FAIL_PLAIN_HTTP && t->server)
+        answer_plain_http(c->fd);
     c->err = err; /* 0 when the peer closed */
     weir_log_debug("tls handshake failed (%s): %s", weir_tls_fail_name(r), why);
     return WEIR_ERROR;

@@ -427,6 +427,19 @@ static void test_plain_http(void **state)
     assert_int_equal(weir_xprt_tls_fail_reason(&p.c), WEIR_TLS_FAIL_PLAIN_HTTP);
     assert_non_null(strstr(weir_xprt_tls_error(&p.c), "http request"));
     assert_int_equal(ERR_peek_error(), 0);
+    /* The client gets a plain 400 saying why, then a clean end of stream. */
+    {
+        char buf[512];
+        ssize_t n, got = 0;
+        while (got < (ssize_t)sizeof(buf) - 1 &&
+               (n = read(p.peer_fd, buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
+            got += n;
+        buf[got] = '\0';
+        assert_memory_equal(buf, "HTTP/1.1 400 Bad Request\r\n", 26);
+        assert_non_null(strstr(buf, "\r\nConnection: close\r\n"));
+        assert_non_null(strstr(buf, "\r\n\r\nThis port speaks HTTPS: use https:// in the URL.\n"));
+        assert_int_equal(read(p.peer_fd, buf, 1), 0);
+    }
     pair_free(&p);
     assert_int_equal(cnt.fail[WEIR_TLS_FAIL_PLAIN_HTTP], 1);
     assert_int_equal(cnt.fail[WEIR_TLS_FAIL_CLOSED], 0); /* counted once */
