@@ -110,6 +110,32 @@ static int same_listens(const struct weir_conf *a, const struct weir_conf *b)
 }
 
 /*
+ * TLS keys are loaded and checked (conf_tls.c) and the contexts and the TLS
+ * transport exist (tls.c, transport_tls.c), but the workers do not serve
+ * them yet: until they do, a configuration that asks for TLS is refused
+ * rather than served in plain text. Remove when worker.c / upstream.c use
+ * weir_xprt_tls. Returns 0, or -1 with the reason logged.
+ */
+static int tls_not_served_yet(const struct weir_conf *c)
+{
+    for (size_t i = 0; i < c->nlistens; i++) {
+        if (c->listens[i].tls.enabled || c->listens[i].redirect_https) {
+            weir_log_error("%s: listen[%zu] (%s): tls and redirect_https are not served by this build yet",
+                           c->file, i, c->listens[i].addr.text);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < c->npools; i++) {
+        if (c->pools[i].tls.enabled) {
+            weir_log_error("%s: pools[%zu] (%s): tls to backends is not served by this build yet", c->file, i,
+                           c->pools[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
  * Reload the configuration from M.conf_path (SIGHUP, admin POST /reload).
  * Returns 0, or -1 with the "FILE:LINE: message" errors in errs (none when
  * weir is stopping or out of memory). The running configuration stays on
@@ -126,6 +152,16 @@ static int reload_conf(void *arg, struct weir_conf_errors *errs)
         weir_log_error("reload refused: %zu error(s), the running configuration stays", errs->n);
         return -1;
     }
+    if (tls_not_served_yet(conf) != 0) {
+        weir_log_error("reload refused: the running configuration stays");
+        weir_conf_free(conf);
+        return -1;
+    }
+    struct weir_conf_errors warns = {0};
+    weir_conf_tls_warnings(conf, time(NULL), WEIR_TLS_EXPIRY_WARN_DAYS, &warns);
+    for (size_t i = 0; i < warns.n; i++)
+        weir_log_warn("%s", warns.msgs[i]);
+    weir_conf_errors_free(&warns);
     struct weir_rt *old = weir_rt_current();
     if (!same_listens(old->conf, conf))
         weir_log_warn("reload: listen addresses changed; they take effect at the next restart");
@@ -222,6 +258,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < warns.n; i++)
         weir_log_warn("%s", warns.msgs[i]);
     weir_conf_errors_free(&warns);
+    if (tls_not_served_yet(conf) != 0) {
+        weir_conf_free(conf);
+        return 1;
+    }
     M.nworkers = conf->workers;
     if (weir_stats_init(M.nworkers) != 0) {
         weir_conf_free(conf);
