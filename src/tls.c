@@ -56,6 +56,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int srv_idx = -1; /* SSL -> struct weir_tls_server (a reference, released by SSL_free) */
 static int cli_idx = -1; /* SSL -> struct weir_tls_client (likewise) */
 static int ctx_idx = -1; /* SSL_CTX -> struct weir_tls_server (no reference: the server owns the ctx) */
+static int key_idx = -1; /* client SSL -> its session key (a string, freed with the SSL) */
 static _Atomic long live_objects;
 
 static void free_srv_ref(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -70,17 +71,23 @@ static void free_cli_ref(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         weir_tls_client_release(ptr);
 }
 
+static void free_key(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    free(ptr);
+}
+
 static void init_once(void)
 {
     srv_idx = SSL_get_ex_new_index(0, "weir server", NULL, NULL, free_srv_ref);
     cli_idx = SSL_get_ex_new_index(0, "weir client", NULL, NULL, free_cli_ref);
     ctx_idx = SSL_CTX_get_ex_new_index(0, "weir server", NULL, NULL, NULL);
+    key_idx = SSL_get_ex_new_index(0, "weir session key", NULL, NULL, free_key);
 }
 
 static int tls_init(void)
 {
     pthread_once(&once, init_once);
-    return srv_idx >= 0 && cli_idx >= 0 && ctx_idx >= 0 ? 0 : -1;
+    return srv_idx >= 0 && cli_idx >= 0 && ctx_idx >= 0 && key_idx >= 0 ? 0 : -1;
 }
 
 long weir_tls_live_objects(void)
@@ -274,7 +281,10 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_
     if (!found)
         return 0;
 
-    rc = enc ? 1 : i == 0 ? 1 : 2;
+    /* Decrypted: renew (2) under an older key, and always in TLS 1.3, where
+     * a client uses each ticket once: without a new one its next
+     * connection would be a full handshake. */
+    rc = enc ? 1 : (i == 0 && SSL_version(ssl) != TLS1_3_VERSION) ? 1 : 2;
     if (enc) {
         memcpy(key_name, k.name, sizeof(k.name));
         if (RAND_bytes(iv, 16) != 1 || EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
@@ -861,20 +871,78 @@ size_t weir_tls_server_nctx(const struct weir_tls_server *s)
 
 /* ---- client side -------------------------------------------------------------- */
 
+/* Sessions kept for resumption, per pool: the last one of each server. */
+#define CLIENT_SESSIONS 256
+
+struct client_session {
+    char *key; /* the server, as given to weir_tls_client_ssl */
+    SSL_SESSION *sess;
+};
+
 struct weir_tls_client {
     _Atomic unsigned refs;
     SSL_CTX *ctx;
     char *server_name; /* NULL = each server's host */
     int verify;
-    time_t not_after; /* of the client certificate; 0 = none */
+    time_t not_after;   /* of the client certificate; 0 = none */
+    pthread_mutex_t mu; /* guards sessions (workers store and take them) */
+    struct client_session sessions[CLIENT_SESSIONS];
+    size_t nsessions, evict; /* evict: next slot replaced when full */
 };
 
 static void client_free(struct weir_tls_client *c)
 {
     SSL_CTX_free(c->ctx);
     free(c->server_name);
+    for (size_t i = 0; i < c->nsessions; i++) {
+        free(c->sessions[i].key);
+        SSL_SESSION_free(c->sessions[i].sess);
+    }
+    pthread_mutex_destroy(&c->mu);
     free(c);
     atomic_fetch_sub(&live_objects, 1);
+}
+
+static struct client_session *session_find(struct weir_tls_client *c, const char *key)
+{
+    for (size_t i = 0; i < c->nsessions; i++) {
+        if (strcmp(c->sessions[i].key, key) == 0)
+            return &c->sessions[i];
+    }
+    return NULL;
+}
+
+/* OpenSSL's new-session callback (client side): keep the newest session
+ * of each server. Returns 1 when the reference was taken. */
+static int client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct weir_tls_client *c = SSL_get_ex_data(ssl, cli_idx);
+    const char *key = SSL_get_ex_data(ssl, key_idx);
+    struct client_session *cs;
+    char *k = NULL;
+
+    if (c == NULL || key == NULL || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    cs = session_find(c, key);
+    if (cs == NULL && (k = strdup(key)) != NULL) {
+        if (c->nsessions < CLIENT_SESSIONS) {
+            cs = &c->sessions[c->nsessions++];
+        } else {
+            cs = &c->sessions[c->evict];
+            c->evict = (c->evict + 1) % CLIENT_SESSIONS;
+            free(cs->key);
+            SSL_SESSION_free(cs->sess);
+        }
+        cs->key = k;
+        cs->sess = NULL;
+    }
+    if (cs != NULL) {
+        SSL_SESSION_free(cs->sess);
+        cs->sess = sess;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return cs != NULL;
 }
 
 void weir_tls_client_retain(struct weir_tls_client *c)
@@ -907,6 +975,7 @@ struct weir_tls_client *weir_tls_client_new(const struct weir_conf_pool_tls *con
     }
     atomic_fetch_add(&live_objects, 1);
     atomic_init(&c->refs, 1);
+    pthread_mutex_init(&c->mu, NULL);
     c->verify = conf->verify;
     c->ctx = SSL_CTX_new(TLS_client_method());
     if (c->ctx == NULL || (conf->server_name != NULL && (c->server_name = strdup(conf->server_name)) == NULL))
@@ -919,6 +988,8 @@ struct weir_tls_client *weir_tls_client_new(const struct weir_conf_pool_tls *con
         SSL_CTX_set_alpn_protos(c->ctx, alpn_http11, sizeof(alpn_http11)) != 0)
         goto err;
     SSL_CTX_set_verify(c->ctx, conf->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(c->ctx, client_new_session);
     X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(c->ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (conf->verify) {
         if (conf->ca_file != NULL) {
@@ -945,7 +1016,7 @@ err:
     return NULL;
 }
 
-SSL *weir_tls_client_ssl(struct weir_tls_client *c, const char *host)
+SSL *weir_tls_client_ssl(struct weir_tls_client *c, const char *host, const char *session_key)
 {
     const char *name = c->server_name != NULL ? c->server_name : host;
     char buf[256];
@@ -983,6 +1054,21 @@ SSL *weir_tls_client_ssl(struct weir_tls_client *c, const char *host)
         if (SSL_set_ex_data(ssl, cli_idx, c) != 1) {
             weir_tls_client_release(c);
             ok = 0;
+        }
+    }
+    if (ok && session_key != NULL) {
+        char *k = strdup(session_key);
+        struct client_session *cs;
+
+        if (k == NULL || SSL_set_ex_data(ssl, key_idx, k) != 1) {
+            free(k);
+            ok = 0;
+        } else {
+            pthread_mutex_lock(&c->mu);
+            cs = session_find(c, session_key);
+            if (cs != NULL && cs->sess != NULL)
+                ok = SSL_set_session(ssl, cs->sess) == 1;
+            pthread_mutex_unlock(&c->mu);
         }
     }
     ERR_clear_error();

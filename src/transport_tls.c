@@ -55,9 +55,10 @@ void *weir_xprt_tls_server_new(struct weir_tls_server *s)
     return state_new(weir_tls_server_ssl(s), weir_tls_server_handshake_timeout_ms(s), 1);
 }
 
-void *weir_xprt_tls_client_new(struct weir_tls_client *cl, const char *host, int timeout_ms)
+void *weir_xprt_tls_client_new(struct weir_tls_client *cl, const char *host, const char *session_key,
+                               int timeout_ms)
 {
-    return state_new(weir_tls_client_ssl(cl, host), timeout_ms, 0);
+    return state_new(weir_tls_client_ssl(cl, host, session_key), timeout_ms, 0);
 }
 
 void weir_xprt_tls_free(void *xprt_ctx)

@@ -26,7 +26,8 @@
  * Client side (struct weir_tls_client, from pools[].tls): verify on or off,
  * the trust store (ca_file or the system's), the name sent as SNI and
  * verified (server_name, or each server's host), an optional client
- * certificate (mTLS); TLS 1.2 minimum, no renegotiation, ALPN http/1.1.
+ * certificate (mTLS); TLS 1.2 minimum, no renegotiation, ALPN http/1.1;
+ * sessions resumed per server (nginx's proxy_ssl_session_reuse).
  *
  * Lifetimes. Server and client objects are reference-counted. An SSL made
  * by weir_tls_server_ssl() or weir_tls_client_ssl() holds a reference on
@@ -153,9 +154,13 @@ void weir_tls_client_release(struct weir_tls_client *c);
  * is `host`. The name used is conf->server_name when set, else host: a
  * name is sent as SNI and (verify on) must match the certificate; an IP
  * address is not sent (RFC 6066) and must match an IP subjectAltName.
- * Retains c until SSL_free. NULL on failure.
+ * session_key names the server (its address, "10.0.0.5:443"): the last
+ * session of a connection with the same key is offered for resumption, and
+ * the session this one gets is kept for the next (one per server, up to
+ * 256 servers per pool); NULL: no resumption. Retains c until SSL_free.
+ * NULL on failure.
  */
-SSL *weir_tls_client_ssl(struct weir_tls_client *c, const char *host);
+SSL *weir_tls_client_ssl(struct weir_tls_client *c, const char *host, const char *session_key);
 
 /* ---- a whole configuration's contexts ---------------------------------------- */
 

@@ -46,9 +46,11 @@ extern const struct weir_xprt_ops weir_xprt_tls;
 void *weir_xprt_tls_server_new(struct weir_tls_server *s);
 
 /* Transport state for a connection to a backend whose configured host is
- * `host` (see weir_tls_client_ssl), with a handshake deadline of
- * timeout_ms (the pool's connect timeout, typically). NULL on failure. */
-void *weir_xprt_tls_client_new(struct weir_tls_client *cl, const char *host, int timeout_ms);
+ * `host` and whose address is `session_key` (see weir_tls_client_ssl),
+ * with a handshake deadline of timeout_ms (the pool's connect timeout,
+ * typically). NULL on failure. */
+void *weir_xprt_tls_client_new(struct weir_tls_client *cl, const char *host, const char *session_key,
+                               int timeout_ms);
 
 /* Free a state that no conn took over. NULL is accepted. */
 void weir_xprt_tls_free(void *xprt_ctx);

@@ -916,7 +916,7 @@ static struct result upstream(struct weir_tls_client *c, const char *host, const
     names[0] = leaf;
     names[1] = NULL;
     backend = server_new(make_listen(&l, names), tickets, NULL);
-    cli = weir_tls_client_ssl(c, host);
+    cli = weir_tls_client_ssl(c, host, NULL);
     assert_non_null(cli);
     srv = weir_tls_server_ssl(backend);
     r = handshake(cli, srv);
@@ -972,7 +972,7 @@ static void test_client_verify(void **state)
         static const char *const names[] = {"default", "b", NULL};
         struct lconf l;
         struct weir_tls_server *backend = server_new(make_listen(&l, names), tickets, NULL);
-        SSL *cli = weir_tls_client_ssl(c, "10.1.2.3"), *srv = weir_tls_server_ssl(backend);
+        SSL *cli = weir_tls_client_ssl(c, "10.1.2.3", NULL), *srv = weir_tls_server_ssl(backend);
         r = handshake(cli, srv);
         assert_true(r.client_ok && r.server_ok);
         assert_string_equal(peer_cn(cli, cn, sizeof(cn)), "b");
@@ -995,7 +995,7 @@ static struct result mtls_to(struct weir_tls_client *c, char *peer, size_t n)
     static const char *const names[] = {"default", NULL};
     struct lconf l;
     struct weir_tls_server *backend = server_new(make_listen(&l, names), tickets, NULL);
-    SSL *cli = weir_tls_client_ssl(c, "default.test"), *srv = weir_tls_server_ssl(backend);
+    SSL *cli = weir_tls_client_ssl(c, "default.test", NULL), *srv = weir_tls_server_ssl(backend);
     X509_STORE *store = X509_STORE_new();
     struct result r;
     X509 *x;
@@ -1045,7 +1045,7 @@ static void test_client_alpn_and_info(void **state)
     struct lconf l;
     struct weir_tls_client *c = client_new(make_pool(&p, 1, NULL, 0));
     struct weir_tls_server *backend = server_new(make_listen(&l, names), tickets, NULL);
-    SSL *cli = weir_tls_client_ssl(c, "default.test"), *srv = weir_tls_server_ssl(backend);
+    SSL *cli = weir_tls_client_ssl(c, "default.test", NULL), *srv = weir_tls_server_ssl(backend);
     const unsigned char *sel;
     unsigned int sellen;
     const char *version, *cipher, *sni;
@@ -1062,6 +1062,51 @@ static void test_client_alpn_and_info(void **state)
     assert_ptr_equal(weir_tls_server_of(srv), backend);
     assert_null(weir_tls_server_of(cli));
     close_both(cli, srv);
+    weir_tls_server_release(backend);
+    weir_tls_client_release(c);
+}
+
+/* Connections to backends resume their server's last session. */
+static int client_resumes(struct weir_tls_client *c, struct weir_tls_server *backend, const char *key)
+{
+    SSL *cli = weir_tls_client_ssl(c, "default.test", key), *srv = weir_tls_server_ssl(backend);
+    struct result r = handshake(cli, srv);
+    int reused;
+
+    assert_true(r.client_ok && r.server_ok);
+    assert_int_equal(SSL_get_verify_result(cli), X509_V_OK);
+    pump_app_data(cli, srv); /* TLS 1.3: the client takes its tickets */
+    reused = SSL_session_reused(cli);
+    close_both(cli, srv);
+    return reused;
+}
+
+static void test_client_session_reuse(void **state)
+{
+    static const char *const names[] = {"default", NULL};
+    struct pconf p;
+    struct lconf l;
+    struct weir_tls_client *c = client_new(make_pool(&p, 1, NULL, 0));
+    struct weir_tls_server *backend = server_new(make_listen(&l, names), tickets, NULL);
+
+    assert_false(client_resumes(c, backend, "10.0.0.1:443"));
+    assert_true(client_resumes(c, backend, "10.0.0.1:443"));
+    assert_true(client_resumes(c, backend, "10.0.0.1:443"));
+    assert_false(client_resumes(c, backend, "10.0.0.2:443")); /* another server: its own session */
+    assert_true(client_resumes(c, backend, "10.0.0.2:443"));
+    assert_false(client_resumes(c, backend, NULL));
+    assert_false(client_resumes(c, backend, NULL));
+    /* More servers than the table holds: the oldest are replaced, no leak. */
+    for (int i = 0; i < 300; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "10.1.%d.%d:443", i / 256, i % 256);
+        SSL *cli = weir_tls_client_ssl(c, "default.test", key), *srv = weir_tls_server_ssl(backend);
+        struct result r = handshake(cli, srv);
+        assert_true(r.client_ok && r.server_ok);
+        pump_app_data(cli, srv);
+        close_both(cli, srv);
+    }
+    assert_true(client_resumes(c, backend, "10.1.1.43:443")); /* the 300th: kept */
     weir_tls_server_release(backend);
     weir_tls_client_release(c);
 }
@@ -1085,6 +1130,7 @@ int main(void)
         cmocka_unit_test_teardown(test_client_verify, check_no_leak),
         cmocka_unit_test_teardown(test_client_mtls, check_no_leak),
         cmocka_unit_test_teardown(test_client_alpn_and_info, check_no_leak),
+        cmocka_unit_test_teardown(test_client_session_reuse, check_no_leak),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

@@ -458,7 +458,7 @@ static void test_client_side(void **state)
 
     assert_non_null(cl);
     peer = weir_tls_server_ssl(backend);
-    pair_init(&p, weir_xprt_tls_client_new(cl, "default.test", 1000), peer);
+    pair_init(&p, weir_xprt_tls_client_new(cl, "default.test", "127.0.0.1:443", 1000), peer);
     assert_int_equal(handshake(&p), WEIR_OK);
     evbuffer_add(p.c.out, "GET / HTTP/1.1\r\n\r\n", 18);
     assert_int_equal(p.c.xprt->send(&p.c, p.c.out), 18);
@@ -477,7 +477,7 @@ static void test_client_side(void **state)
 
     /* The backend's certificate is not for that name: refused, with why. */
     peer = weir_tls_server_ssl(backend);
-    pair_init(&p, weir_xprt_tls_client_new(cl, "payments.test", 1000), peer);
+    pair_init(&p, weir_xprt_tls_client_new(cl, "payments.test", "127.0.0.2:443", 1000), peer);
     assert_int_equal(handshake(&p), WEIR_ERROR);
     assert_int_equal(weir_xprt_tls_fail_reason(&p.c), WEIR_TLS_FAIL_CERT);
     assert_non_null(strstr(weir_xprt_tls_error(&p.c), "hostname mismatch"));
