@@ -58,6 +58,9 @@ static int cli_idx = -1; /* SSL -> struct weir_tls_client (likewise) */
 static int ctx_idx = -1; /* SSL_CTX -> struct weir_tls_server (no reference: the server owns the ctx) */
 static int key_idx = -1; /* client SSL -> its session key (a string, freed with the SSL) */
 static _Atomic long live_objects;
+/* Fetched once: an implicit fetch (EVP_aes_256_cbc()) per ticket costs a
+ * name lookup in OpenSSL 3. Never freed (process lifetime). */
+static EVP_CIPHER *ticket_cipher;
 
 static void free_srv_ref(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
@@ -82,12 +85,13 @@ static void init_once(void)
     cli_idx = SSL_get_ex_new_index(0, "weir client", NULL, NULL, free_cli_ref);
     ctx_idx = SSL_CTX_get_ex_new_index(0, "weir server", NULL, NULL, NULL);
     key_idx = SSL_get_ex_new_index(0, "weir session key", NULL, NULL, free_key);
+    ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 }
 
 static int tls_init(void)
 {
     pthread_once(&once, init_once);
-    return srv_idx >= 0 && cli_idx >= 0 && ctx_idx >= 0 && key_idx >= 0 ? 0 : -1;
+    return srv_idx >= 0 && cli_idx >= 0 && ctx_idx >= 0 && key_idx >= 0 && ticket_cipher != NULL ? 0 : -1;
 }
 
 long weir_tls_live_objects(void)
@@ -250,8 +254,8 @@ unsigned long weir_tls_tickets_rotations(struct weir_tls_tickets *t)
 
 static struct weir_tls_tickets *tickets_of(SSL *ssl);
 
-/* OpenSSL's ticket callback: 1 = keys set, 2 = decrypted with an old key
- * (issue a new ticket), 0 = unknown key (full handshake), -1 = error. */
+/* OpenSSL's ticket callback: 1 = keys set, 2 = decrypted and a new ticket
+ * is to be issued, 0 = unknown key (full handshake), -1 = error. */
 static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
                      EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
@@ -287,9 +291,9 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_
     rc = enc ? 1 : (i == 0 && SSL_version(ssl) != TLS1_3_VERSION) ? 1 : 2;
     if (enc) {
         memcpy(key_name, k.name, sizeof(k.name));
-        if (RAND_bytes(iv, 16) != 1 || EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+        if (RAND_bytes(iv, 16) != 1 || EVP_EncryptInit_ex(cctx, ticket_cipher, NULL, k.aes, iv) != 1)
             rc = -1;
-    } else if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+    } else if (EVP_DecryptInit_ex(cctx, ticket_cipher, NULL, k.aes, iv) != 1) {
         rc = -1;
     }
     params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof(k.hmac));
