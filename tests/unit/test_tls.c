@@ -455,6 +455,57 @@ static void test_versions(void **state)
     weir_tls_server_release(s);
 }
 
+/* ciphers and ciphersuites from the configuration are the ones used. */
+static void test_cipher_settings(void **state)
+{
+    static const char *const names[] = {"default", NULL};
+    struct lconf l;
+    struct weir_tls_server *s;
+    SSL_CTX *c12 = client_ctx(TLS1_2_VERSION), *c13 = client_ctx(TLS1_3_VERSION);
+    SSL *cli, *srv;
+    struct result r;
+    char ciphers[] = "ECDHE-RSA-CHACHA20-POLY1305", suites[] = "TLS_CHACHA20_POLY1305_SHA256";
+
+    make_listen(&l, names);
+    l.t.ciphers = ciphers;
+    l.t.ciphersuites = suites;
+    s = server_new(&l.t, tickets, NULL);
+    cli = client_ssl(c12, "default.test");
+    srv = weir_tls_server_ssl(s);
+    r = handshake(cli, srv);
+    assert_true(r.client_ok && r.server_ok);
+    assert_string_equal(SSL_get_cipher_name(cli), "ECDHE-RSA-CHACHA20-POLY1305");
+    close_both(cli, srv);
+    cli = client_ssl(c13, "default.test");
+    srv = weir_tls_server_ssl(s);
+    r = handshake(cli, srv);
+    assert_true(r.client_ok && r.server_ok);
+    assert_string_equal(SSL_get_cipher_name(cli), "TLS_CHACHA20_POLY1305_SHA256");
+    close_both(cli, srv);
+    /* A TLS 1.2 client that has none of them: refused as "cipher". */
+    assert_int_equal(SSL_CTX_set_cipher_list(c12, "ECDHE-RSA-AES128-GCM-SHA256"), 1);
+    cli = client_ssl(c12, "default.test");
+    srv = weir_tls_server_ssl(s);
+    r = handshake(cli, srv);
+    assert_false(r.server_ok);
+    assert_int_equal(r.server_reason, WEIR_TLS_FAIL_CIPHER);
+    close_both(cli, srv);
+    weir_tls_server_release(s);
+
+    /* Defaults: a TLS 1.2 client gets forward-secret AEAD suites only. */
+    s = server_new(make_listen(&l, names), tickets, NULL);
+    assert_int_equal(SSL_CTX_set_cipher_list(c12, "AES128-GCM-SHA256:AES256-SHA"), 1); /* RSA key exchange */
+    cli = client_ssl(c12, "default.test");
+    srv = weir_tls_server_ssl(s);
+    r = handshake(cli, srv);
+    assert_false(r.server_ok);
+    assert_int_equal(r.server_reason, WEIR_TLS_FAIL_CIPHER);
+    close_both(cli, srv);
+    weir_tls_server_release(s);
+    SSL_CTX_free(c12);
+    SSL_CTX_free(c13);
+}
+
 /* No compression, no early data, no renegotiation. */
 static void test_refused_features(void **state)
 {
@@ -861,6 +912,18 @@ static void test_set_errors(void **state)
     assert_string_equal(errs.msgs[0], want);
     weir_conf_errors_free(&errs);
     assert_int_equal(weir_tls_live_objects(), 0);
+
+    /* The pool's client key replaced by one of another certificate. */
+    free(c->listens[0].tls.certs[1].key);
+    c->listens[0].tls.certs[1].key = strdup(path(0, "soon.key"));
+    free(c->pools[1].tls.key);
+    c->pools[1].tls.key = strdup(path(0, "b.key"));
+    assert_null(weir_tls_set_new(c, tickets, NULL, &errs));
+    assert_int_equal(errs.n, 1);
+    snprintf(want, sizeof(want), "%s/weir.conf:5: tls: cannot load the client certificate: ", dir);
+    assert_memory_equal(errs.msgs[0], want, strlen(want));
+    weir_conf_errors_free(&errs);
+    assert_int_equal(weir_tls_live_objects(), 0);
     weir_conf_free(c);
 }
 
@@ -1119,6 +1182,7 @@ int main(void)
         cmocka_unit_test_teardown(test_rsa_ecdsa_by_sigalgs, check_no_leak),
         cmocka_unit_test_teardown(test_alpn, check_no_leak),
         cmocka_unit_test_teardown(test_versions, check_no_leak),
+        cmocka_unit_test_teardown(test_cipher_settings, check_no_leak),
         cmocka_unit_test_teardown(test_refused_features, check_no_leak),
         cmocka_unit_test_teardown(test_failure_reasons, check_no_leak),
         cmocka_unit_test_teardown(test_tickets_shared, check_no_leak),
