@@ -28,6 +28,21 @@
  * WANT_READ/WANT_WRITE from OpenSSL map to c->want as transport.h says.
  * Every failure clears the thread's OpenSSL error queue.
  *
+ * Wiring (worker accept path; upstream connect is alike with
+ * weir_xprt_tls_client_new(set->clients[pool], host, address, connect_ms)):
+ *
+ *     struct weir_tls_server *ts = set->servers[listener];   (NULL: plain)
+ *     void *x = ts ? weir_xprt_tls_server_new(ts) : NULL;
+ *     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, ...);   (else Nagle holds a
+ *         response behind the TLS 1.3 tickets, ~40 ms per new connection)
+ *     c = weir_conn_new(base, fd, x ? &weir_xprt_tls : &weir_xprt_plain, x, h, ctx);
+ *     if (c == NULL) weir_xprt_tls_free(x);
+ *     weir_conn_set_timeouts(c, &handshake_tv, &handshake_tv);
+ *     weir_conn_read(c, 1); weir_conn_start(c);
+ *     ... the first WEIR_CONN_READ means the handshake is done: switch to
+ *     the client_header timeout; weir_tls_info(weir_xprt_tls_ssl(c), ...)
+ *     gives the access log's version, cipher and SNI.
+ *
  * Worker thread only, like the conn. Targets transport.h of h-session
  * commit d1ff79f.
  */
