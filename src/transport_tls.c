@@ -260,26 +260,43 @@ static int tls_handshake(struct weir_conn *c)
 static ssize_t tls_recv(struct weir_conn *c, struct evbuffer *in, size_t max)
 {
     struct tls_conn *t = c->xprt_ctx;
-    struct evbuffer_iovec v;
-    size_t room;
-    int r;
+    struct evbuffer_iovec v[2];
+    size_t total = 0;
+    int nv, used = 0, r = 0;
 
     if (attach(c, t) != 0)
         return WEIR_ERROR;
     if (max > INT_MAX)
         max = INT_MAX;
-    if (evbuffer_reserve_space(in, (ev_ssize_t)max, &v, 1) < 1) {
+    /* Two vectors, as the plain transport: the free tail of the last
+     * chunk, then a new one, so a short read does not strand half a chunk. */
+    nv = evbuffer_reserve_space(in, (ev_ssize_t)max, v, 2);
+    if (nv < 1) {
         c->err = ENOMEM;
         return WEIR_ERROR;
     }
-    room = v.iov_len < max ? v.iov_len : max;
     ERR_clear_error();
-    r = SSL_read(t->ssl, v.iov_base, (int)room);
-    if (r > 0) {
-        v.iov_len = (size_t)r;
-        evbuffer_commit_space(in, &v, 1);
+    for (int i = 0; i < nv && total < max; i++) {
+        size_t room = v[i].iov_len < max - total ? v[i].iov_len : max - total;
+
+        /* The second vector only takes bytes OpenSSL already holds: a
+         * read that would go to the socket waits for the next event. */
+        if (i > 0 && SSL_pending(t->ssl) <= 0)
+            break;
+        r = SSL_read(t->ssl, v[i].iov_base, (int)room);
+        if (r <= 0)
+            break;
+        v[i].iov_len = (size_t)r;
+        total += (size_t)r;
+        used = i + 1;
+        if ((size_t)r < room)
+            break;
+    }
+    if (total > 0) {
+        evbuffer_commit_space(in, v, used);
+        ERR_clear_error();
         c->pending = SSL_pending(t->ssl) > 0;
-        return r;
+        return (ssize_t)total;
     }
     c->pending = 0;
     return io_result(c, t, r, "read");

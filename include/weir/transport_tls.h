@@ -44,7 +44,7 @@
  *     gives the access log's version, cipher and SNI.
  *
  * Worker thread only, like the conn. Targets transport.h of h-session
- * commit d1ff79f.
+ * commit b5a271d.
  */
 #ifndef WEIR_TRANSPORT_TLS_H
 #define WEIR_TRANSPORT_TLS_H

@@ -314,6 +314,23 @@ static void test_pending(void **state)
     assert_int_equal(evbuffer_get_length(p.c.in), sizeof(buf));
     assert_true(saw_pending);
     assert_int_equal(p.c.pending, 0); /* the last record was read to its end */
+
+    /* A record larger than the free tail of c->in's last chunk lands in one
+     * recv, across the tail and a new chunk. */
+    {
+        struct pollfd pf = {.fd = p.c.fd, .events = POLLIN};
+        size_t before = evbuffer_get_length(p.c.in);
+        struct evbuffer_iovec tail;
+
+        assert_true(evbuffer_reserve_space(p.c.in, 1, &tail, 1) == 1);
+        assert_true(tail.iov_len < 10000);
+        assert_int_equal(SSL_write(p.peer, buf, 10000), 10000);
+        assert_int_equal(poll(&pf, 1, 2000), 1);
+        r = p.c.xprt->recv(&p.c, p.c.in, WEIR_CONN_READ_SIZE);
+        assert_int_equal(r, 10000);
+        assert_int_equal(evbuffer_get_length(p.c.in), before + 10000);
+        assert_int_equal(p.c.pending, 0);
+    }
     SSL_CTX_free(cctx);
     pair_free(&p);
 }
