@@ -394,14 +394,16 @@ static void test_shutdown_and_eof(void **state)
  * a connection freed mid-handshake is counted as closed or timeout. */
 static void test_handshake_timeout(void **state)
 {
+    /* 500 ms: wide enough that a loaded machine never reaches the deadline
+     * between two lines that expect to be before it. */
     struct weir_tls_counters cnt = {0};
-    struct weir_tls_server *s = server_new(1, 50, &cnt);
+    struct weir_tls_server *s = server_new(1, 500, &cnt), *slow = server_new(1, 10000, &cnt);
     struct pair p;
 
     pair_init(&p, weir_xprt_tls_server_new(s), NULL);
     assert_int_equal(p.c.xprt->handshake(&p.c), WEIR_AGAIN); /* nothing sent yet */
     assert_int_equal(p.c.want, WEIR_WANT_READ);
-    usleep(80 * 1000);
+    usleep(700 * 1000);
     assert_int_equal(p.c.xprt->handshake(&p.c), WEIR_ERROR);
     assert_int_equal(p.c.err, ETIMEDOUT);
     assert_int_equal(weir_xprt_tls_fail_reason(&p.c), WEIR_TLS_FAIL_TIMEOUT);
@@ -410,18 +412,19 @@ static void test_handshake_timeout(void **state)
     assert_int_equal(cnt.fail[WEIR_TLS_FAIL_TIMEOUT], 1);
 
     /* Freed before the deadline, nothing received: "closed". */
-    pair_init(&p, weir_xprt_tls_server_new(s), NULL);
+    pair_init(&p, weir_xprt_tls_server_new(slow), NULL);
     assert_int_equal(p.c.xprt->handshake(&p.c), WEIR_AGAIN);
     pair_free(&p);
     assert_int_equal(cnt.fail[WEIR_TLS_FAIL_CLOSED], 1);
     /* Freed after it (the conn's read timeout fired first): "timeout". */
     pair_init(&p, weir_xprt_tls_server_new(s), NULL);
     assert_int_equal(p.c.xprt->handshake(&p.c), WEIR_AGAIN);
-    usleep(80 * 1000);
+    usleep(700 * 1000);
     pair_free(&p);
     assert_int_equal(cnt.fail[WEIR_TLS_FAIL_TIMEOUT], 2);
     assert_int_equal(cnt.full, 0);
     weir_tls_server_release(s);
+    weir_tls_server_release(slow);
 }
 
 /* Plain HTTP to the TLS port: a clean error, counted as plain_http. */
