@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -98,6 +99,21 @@ static EVP_PKEY *read_key(const char *file, char *why, size_t n)
     return k;
 }
 
+/* The key types tls.c gives a certificate slot (DSA and others are refused). */
+static int key_type_ok(const EVP_PKEY *k)
+{
+    switch (EVP_PKEY_get_base_id(k)) {
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS:
+    case EVP_PKEY_EC:
+    case EVP_PKEY_ED25519:
+    case EVP_PKEY_ED448:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Check a cert/key pair; errors at the cert or key setting of group g. */
 static void check_pair(struct loader *L, const config_setting_t *g, const char *path, const char *cert,
                        const char *key)
@@ -114,7 +130,11 @@ static void check_pair(struct loader *L, const config_setting_t *g, const char *
     k = read_key(key, why, sizeof(why));
     if (k == NULL)
         conf_err_at(L, config_setting_get_member(g, "key"), "%s.key: %s", path, why);
-    if (x != NULL && k != NULL && X509_check_private_key(x, k) != 1)
+    if (k != NULL && !key_type_ok(k))
+        conf_err_at(L, config_setting_get_member(g, "key"),
+                    "%s.key: '%s' is a %s key: weir takes RSA, ECDSA, Ed25519 and Ed448 keys", path, key,
+                    OBJ_nid2sn(EVP_PKEY_get_base_id(k)));
+    else if (x != NULL && k != NULL && X509_check_private_key(x, k) != 1)
         conf_err_at(L, config_setting_get_member(g, "key"),
                     "%s.key: the key '%s' does not match the certificate '%s'", path, key, cert);
     ERR_clear_error();

@@ -24,6 +24,7 @@
 #include "weir/log.h"
 #include "weir/runtime.h"
 #include "weir/stats.h"
+#include "weir/tls.h"
 #include "weir/worker.h"
 
 struct weir_main {
@@ -237,7 +238,22 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        /* Build the TLS contexts too: OpenSSL may still refuse what the
+         * loader accepted (a key below the security level, for one). */
         struct weir_conf_errors warns = {0};
+        struct weir_tls_tickets *tk = weir_tls_tickets_new(WEIR_TLS_TICKET_ROTATE_S);
+        struct weir_tls_set *set = tk != NULL ? weir_tls_set_new(conf, tk, NULL, &errs) : NULL;
+        int bad = set == NULL;
+
+        weir_tls_set_free(set);
+        weir_tls_tickets_free(tk);
+        if (bad) {
+            print_errors(stderr, &errs, "");
+            fprintf(stderr, "weir: %s: %zu error(s)\n", M.conf_path, errs.n);
+            weir_conf_errors_free(&errs);
+            weir_conf_free(conf);
+            return 1;
+        }
         weir_conf_tls_warnings(conf, time(NULL), WEIR_TLS_EXPIRY_WARN_DAYS, &warns);
         print_errors(stderr, &warns, "");
         weir_conf_errors_free(&warns);

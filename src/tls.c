@@ -676,10 +676,11 @@ void weir_tls_server_release(struct weir_tls_server *s)
 }
 
 /* The context holding exactly the certificates `certs` (one per slot);
- * made when no pattern before needed it. Returns its index or -1. */
+ * made when no pattern before needed it. Returns its index or -1, with
+ * *bad set to the certificate OpenSSL refused (-1: not a certificate). */
 static long ctx_for(struct weir_tls_server *s, struct pattern *pats, size_t npats, const int *certs,
                     const struct cert_item *items, const struct weir_conf_listen_tls *conf,
-                    const unsigned char *sid, unsigned sidlen)
+                    const unsigned char *sid, unsigned sidlen, int *bad)
 {
     SSL_CTX *ctx, **v;
 
@@ -704,8 +705,10 @@ static long ctx_for(struct weir_tls_server *s, struct pattern *pats, size_t npat
         if (certs[k] < 0)
             continue;
         it = &items[certs[k]];
-        if (SSL_CTX_use_cert_and_key(ctx, it->x, it->pkey, it->chain, 1) != 1)
+        if (SSL_CTX_use_cert_and_key(ctx, it->x, it->pkey, it->chain, 1) != 1) {
+            *bad = certs[k];
             return -1;
+        }
     }
     return (long)(s->nctx - 1);
 }
@@ -718,6 +721,7 @@ struct weir_tls_server *weir_tls_server_new(const struct weir_conf_listen_tls *c
     struct cert_item *items = NULL;
     struct pattern *pats = NULL;
     size_t npats = 0, i, j;
+    int bad = -1;
     unsigned char sid[32];
     unsigned sidlen = 0;
     EVP_MD_CTX *md = NULL;
@@ -795,14 +799,14 @@ struct weir_tls_server *weir_tls_server_new(const struct weir_conf_listen_tls *c
             certs[k] = p >= 0 ? pats[p].certs[k] : -1;
         if (p < 0)
             certs[items[0].slot] = 0;
-        c = ctx_for(s, pats, npats, certs, items, conf, sid, sidlen);
+        c = ctx_for(s, pats, npats, certs, items, conf, sid, sidlen, &bad);
         if (c < 0)
             goto ssl_err;
         if (p >= 0)
             pats[p].ctx = (size_t)c;
     }
     for (i = 0; i < npats; i++) {
-        long c = ctx_for(s, pats, npats, pats[i].certs, items, conf, sid, sidlen);
+        long c = ctx_for(s, pats, npats, pats[i].certs, items, conf, sid, sidlen, &bad);
         if (c < 0)
             goto ssl_err;
         pats[i].ctx = (size_t)c;
@@ -823,8 +827,12 @@ struct weir_tls_server *weir_tls_server_new(const struct weir_conf_listen_tls *c
     return s;
 
 ssl_err:
-    add_err(errs, conf_file, conf->line, "tls: cannot build the listener's context: %s",
-            ssl_err_text(ebuf, sizeof(ebuf)));
+    if (bad >= 0) /* e.g. "ee key too small": below OpenSSL's security level */
+        add_err(errs, conf_file, conf->certs[bad].cert_line, "tls certificate %d: OpenSSL refuses '%s': %s",
+                bad, conf->certs[bad].cert, ssl_err_text(ebuf, sizeof(ebuf)));
+    else
+        add_err(errs, conf_file, conf->line, "tls: cannot build the listener's context: %s",
+                ssl_err_text(ebuf, sizeof(ebuf)));
     goto err;
 oom:
     add_err(errs, conf_file, conf->line, "tls: out of memory");

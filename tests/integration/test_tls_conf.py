@@ -98,3 +98,16 @@ def test_redirect_on_tls_listener_refused(certs):
     rc, out, err = run_t(f)
     assert rc == 1
     assert "%s:4: redirect_https is for a plain listener: this one has a tls group (line 2)" % f in err, err
+
+
+def test_key_below_security_level_refused(certs):
+    """A 1024-bit RSA key loads and matches its certificate, but OpenSSL
+    refuses it at Debian's security level: -t builds the contexts to say so."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout",
+                    str(certs / "weak.key"), "-out", str(certs / "weak.pem"), "-subj", "/CN=weak.test",
+                    "-days", "30"], check=True, capture_output=True, timeout=tf(60))
+    f = write(certs, "weak.conf", [("a-rsa.pem", "a-rsa.key"), ("weak.pem", "weak.key")])
+    rc, out, err = run_t(f)
+    assert rc == 1
+    assert ("%s:4: tls certificate 1: OpenSSL refuses '%s': error:0A00018F:SSL routines::ee key too small"
+            % (f, certs / "weak.pem")) in err.splitlines(), err

@@ -319,6 +319,12 @@ static void test_error_mismatch(void **state)
                      "      key = \"a-rsa.key\"; } ); }; } );\n" POOLS ROUTES,
                      "5: listen[0].tls.certificates[1].key: the key '@/a-rsa.key' does not match the "
                      "certificate '@/c.pem'");
+    /* A DSA key: no slot for it in OpenSSL's server contexts. */
+    expect_one_error(
+        "listen = ( { address = \"127.0.0.1:8443\";\n"
+        "  tls = { certificates = ( { cert = \"dsa.pem\"; key = \"dsa.key\"; } ); }; } );\n" POOLS ROUTES,
+        "2: listen[0].tls.certificates[0].key: '@/dsa.key' is a DSA key: weir takes RSA, ECDSA, Ed25519 "
+        "and Ed448 keys");
     /* RSA certificate, ECDSA key. */
     expect_one_error(
         "listen = ( { address = \"127.0.0.1:8443\";\n"

@@ -18,6 +18,7 @@
 #   soon      RSA    soon.test, expires in 3 days
 #   expired   RSA    expired.test, expired in 2020
 #   self      ECDSA  self.test, self-signed (self.pem has no chain)
+#   dsa       DSA    self-signed (a key type weir refuses)
 #   enc.key   an encrypted key (passphrase "secret")
 #   garbage.pem  not PEM at all
 set -eu
@@ -83,6 +84,11 @@ cat expired.crt int.pem >expired.pem
 ec self.key
 openssl req -x509 -new -key self.key -subj "/CN=self.test" -days 30 -out self.pem \
     -addext "subjectAltName=DNS:self.test"
+
+# dsa: a DSA key and certificate (a key type weir refuses)
+openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:2048 -out dsa.param
+openssl genpkey -paramfile dsa.param -out dsa.key
+openssl req -x509 -new -key dsa.key -subj "/CN=dsa.test" -days 30 -out dsa.pem
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes-256-cbc -pass pass:secret -out enc.key
 echo "this is not a certificate" >garbage.pem
