@@ -255,6 +255,7 @@ static const struct key pool_keys[] = {
     KEY_GROUP("passive", passive_keys, passive_post),
     KEY_INT("slow_start_ms", struct weir_conf_pool, slow_start_ms, 0, MS_MAX),
     KEY_BOOL("panic", struct weir_conf_pool, panic),
+    KEY_CALL("tls", K_GROUP, 0, conf_key_pool_tls),
 };
 
 static void pool_init(struct loader *L, const config_setting_t *s, void *el)
@@ -306,7 +307,9 @@ static void key_pools(struct loader *L, const struct key *k, const config_settin
 }
 
 static const struct key listen_keys[] = {
-    {.name = "address", .kind = K_STR, .flags = KF_REQUIRED, .off = 0, .fn = conf_key_addr},
+    KEY_FN("address", K_STR, KF_REQUIRED, struct weir_conf_listen, addr, conf_key_addr),
+    KEY_BOOL("redirect_https", struct weir_conf_listen, redirect_https),
+    KEY_CALL("tls", K_GROUP, 0, conf_key_listen_tls),
 };
 
 static void key_listen(struct loader *L, const struct key *k, const config_setting_t *s, const char *path,
@@ -319,10 +322,10 @@ static void key_listen(struct loader *L, const struct key *k, const config_setti
                                 WEIR_ARRAY_LEN(listen_keys), NULL);
     for (i = 0; i < c->nlistens; i++) {
         for (j = 0; j < i; j++) {
-            if (conf_addr_equal(&c->listens[i], &c->listens[j])) {
+            if (conf_addr_equal(&c->listens[i].addr, &c->listens[j].addr)) {
                 conf_err_at(L, config_setting_get_member(config_setting_get_elem(s, (unsigned)i), "address"),
                             "duplicate listen address '%s' in %s[%zu].address (also at line %d)",
-                            c->listens[i].text, path, i, c->listens[j].line);
+                            c->listens[i].addr.text, path, i, c->listens[j].addr.line);
                 break;
             }
         }
@@ -560,7 +563,7 @@ static void check_admin_addr(struct loader *L)
     if (!c->admin.enabled || a->len == 0)
         return;
     for (size_t i = 0; i < c->nlistens; i++) {
-        const struct weir_conf_addr *l = &c->listens[i];
+        const struct weir_conf_addr *l = &c->listens[i].addr;
         if (conf_addr_equal(a, l) ||
             (l->ss.ss_family == a->ss.ss_family && addr_port(&l->ss) == addr_port(&a->ss) &&
              (addr_is_any(&l->ss) || addr_is_any(&a->ss)))) {
@@ -694,8 +697,10 @@ void weir_conf_free(struct weir_conf *c)
     if (c == NULL)
         return;
     free(c->file);
-    for (i = 0; i < c->nlistens; i++)
-        addr_free(&c->listens[i]);
+    for (i = 0; i < c->nlistens; i++) {
+        addr_free(&c->listens[i].addr);
+        conf_tls_listen_free(&c->listens[i]);
+    }
     free(c->listens);
     free(c->log.access);
     free(c->log.error);
@@ -711,6 +716,7 @@ void weir_conf_free(struct weir_conf *c)
         free(p->health.method);
         free(p->health.host);
         free(p->health.expect_body);
+        conf_tls_pool_free(p);
     }
     free(c->pools);
     for (i = 0; i < c->nroutes; i++) {

@@ -73,8 +73,21 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
     d->listens = xdup_array(c->listens, c->nlistens, sizeof(*c->listens), &oom);
     if (d->listens == NULL)
         d->nlistens = 0;
-    for (i = 0; i < d->nlistens; i++)
-        d->listens[i].text = xdup(c->listens[i].text, &oom);
+    for (i = 0; i < d->nlistens; i++) {
+        const struct weir_conf_listen_tls *st = &c->listens[i].tls;
+        struct weir_conf_listen_tls *t = &d->listens[i].tls;
+
+        d->listens[i].addr.text = xdup(c->listens[i].addr.text, &oom);
+        t->ciphers = xdup(st->ciphers, &oom);
+        t->ciphersuites = xdup(st->ciphersuites, &oom);
+        t->certs = xdup_array(st->certs, st->ncerts, sizeof(*st->certs), &oom);
+        if (t->certs == NULL)
+            t->ncerts = 0;
+        for (j = 0; j < t->ncerts; j++) {
+            t->certs[j].cert = xdup(st->certs[j].cert, &oom);
+            t->certs[j].key = xdup(st->certs[j].key, &oom);
+        }
+    }
 
     d->pools = xdup_array(c->pools, c->npools, sizeof(*c->pools), &oom);
     if (d->pools == NULL)
@@ -90,6 +103,10 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
         p->health.method = xdup(sp->health.method, &oom);
         p->health.host = xdup(sp->health.host, &oom);
         p->health.expect_body = xdup(sp->health.expect_body, &oom);
+        p->tls.ca_file = xdup(sp->tls.ca_file, &oom);
+        p->tls.server_name = xdup(sp->tls.server_name, &oom);
+        p->tls.cert = xdup(sp->tls.cert, &oom);
+        p->tls.key = xdup(sp->tls.key, &oom);
         p->servers = xdup_array(sp->servers, sp->nservers, sizeof(*sp->servers), &oom);
         if (p->servers == NULL)
             p->nservers = 0;

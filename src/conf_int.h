@@ -140,6 +140,16 @@ int conf_is_http_path(const char *s, int allow_query);
 int conf_is_hostname(const char *s);
 void conf_lower(char *s);
 
+/* conf_tls.c: K_GROUP handlers (KEY_CALL) that walk listen[].tls into the
+ * struct weir_conf_listen and pools[].tls into the struct weir_conf_pool, and
+ * the frees of what they allocate. */
+void conf_key_listen_tls(struct loader *L, const struct key *k, const config_setting_t *s, const char *path,
+                         void *obj);
+void conf_key_pool_tls(struct loader *L, const struct key *k, const config_setting_t *s, const char *path,
+                       void *obj);
+void conf_tls_listen_free(struct weir_conf_listen *l);
+void conf_tls_pool_free(struct weir_conf_pool *p);
+
 /* Handlers for K_STR keys stored at k->off. */
 void conf_key_addr(struct loader *L, const struct key *k, const config_setting_t *s, const char *path,
                    void *obj); /* struct weir_conf_addr */

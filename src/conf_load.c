@@ -235,7 +235,8 @@ static void store_key(struct loader *L, const struct key *k, const config_settin
         break;
     }
     case K_GROUP:
-        conf_walk_group(L, s, path, k->sub, k->nsub, obj);
+        if (k->sub != NULL) /* without a table, fn walks the group itself */
+            conf_walk_group(L, s, path, k->sub, k->nsub, obj);
         break;
     default:
         break;

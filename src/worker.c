@@ -186,7 +186,7 @@ struct weir_worker *weir_worker_new(int id, const struct weir_conf *conf)
     if (w->listeners == NULL || w->guard == NULL)
         goto err;
     for (size_t i = 0; i < conf->nlistens; i++) {
-        const struct weir_conf_addr *a = &conf->listens[i];
+        const struct weir_conf_addr *a = &conf->listens[i].addr;
         w->listeners[i] = evconnlistener_new_bind(w->base, accept_cb, w,
                                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
                                                       LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <sys/socket.h>
+#include <time.h>
 
 enum weir_log_format { WEIR_LOG_COMBINED = 0, WEIR_LOG_JSON };
 enum weir_log_level { WEIR_LOG_DEBUG = 0, WEIR_LOG_INFO, WEIR_LOG_WARN, WEIR_LOG_ERROR };
@@ -62,6 +63,43 @@ struct weir_conf_passive { /* pool.passive; enabled = 0 when absent */
  * check and per-worker statistics. */
 #define WEIR_CONF_POOL_MAX_SERVERS 1000
 
+/* ---- TLS (conf_tls.c): listen[].tls, listen[].redirect_https, pools[].tls ---- */
+enum weir_tls_version { WEIR_TLS_1_2 = 0, WEIR_TLS_1_3 };
+
+struct weir_conf_tls_cert { /* listen[].tls.certificates[i] */
+    char *cert;             /* PEM file: the certificate, then its chain */
+    char *key;              /* PEM file: its private key (not encrypted) */
+    int line, cert_line, key_line;
+};
+
+struct weir_conf_listen_tls { /* listen[].tls; enabled = 0 when absent (plain listener) */
+    int enabled;
+    struct weir_conf_tls_cert *certs; /* >= 1; certs[0] is the default (no or unknown SNI) */
+    size_t ncerts;
+    int min_version;          /* enum weir_tls_version, default TLS 1.2 (the maximum is 1.3) */
+    char *ciphers;            /* TLS 1.2 cipher list, OpenSSL syntax; NULL = weir's default */
+    char *ciphersuites;       /* TLS 1.3 suites, OpenSSL syntax; NULL = OpenSSL's default */
+    int session_tickets;      /* default 1 */
+    int handshake_timeout_ms; /* default 10000 */
+    int line;
+};
+
+struct weir_conf_listen {
+    struct weir_conf_addr addr;
+    int redirect_https; /* plain listener only: answer 308 to https://host/target */
+    struct weir_conf_listen_tls tls;
+};
+
+struct weir_conf_pool_tls { /* pools[].tls; enabled = 0 when absent (plain upstream) */
+    int enabled;
+    int verify;        /* default 1: the chain and the name are verified */
+    char *ca_file;     /* NULL = the system's trust store */
+    char *server_name; /* SNI and the name verified; NULL = each server's host */
+    char *cert, *key;  /* client certificate (mTLS): both or neither */
+    int line, cert_line, key_line;
+};
+/* ---- end TLS ---- */
+
 struct weir_conf_pool {
     char *name;
     char *policy;      /* validated: weir_lb_find(policy) != NULL */
@@ -74,6 +112,7 @@ struct weir_conf_pool {
     struct weir_conf_passive passive;
     int slow_start_ms; /* default 0 = off */
     int panic;         /* default 1 */
+    struct weir_conf_pool_tls tls;
     int line;
 };
 
@@ -100,7 +139,7 @@ struct weir_conf {
     char *file;
     int workers; /* resolved: "auto" -> online cores; 1..WEIR_MAX_WORKERS */
 
-    struct weir_conf_addr *listens;
+    struct weir_conf_listen *listens;
     size_t nlistens;
 
     struct {
@@ -162,5 +201,15 @@ int weir_conf_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_
 
 /* 1 when the address is a loopback address (127/8 or ::1). */
 int weir_conf_addr_is_loopback(const struct sockaddr_storage *ss);
+
+/*
+ * TLS checks beyond validity, for `weir -t` and start-up (conf_tls.c): every
+ * certificate (served or client) that has expired or expires within
+ * warn_days of `now` adds "FILE:LINE: warning: ..." to warns (zeroed by the
+ * caller, freed with weir_conf_errors_free). Returns the number added.
+ */
+#define WEIR_TLS_EXPIRY_WARN_DAYS 14
+size_t weir_conf_tls_warnings(const struct weir_conf *c, time_t now, int warn_days,
+                              struct weir_conf_errors *warns);
 
 #endif

@@ -149,10 +149,10 @@ static void test_example_file(void **state)
 
     assert_int_equal(c->workers, 2);
     assert_int_equal(c->nlistens, 1);
-    assert_string_equal(c->listens[0].text, "127.0.0.1:8080");
-    assert_string_equal(addr_ip(&c->listens[0].ss, ip, sizeof(ip)), "127.0.0.1");
-    assert_int_equal(addr_port(&c->listens[0].ss), 8080);
-    assert_int_equal(c->listens[0].len, sizeof(struct sockaddr_in));
+    assert_string_equal(c->listens[0].addr.text, "127.0.0.1:8080");
+    assert_string_equal(addr_ip(&c->listens[0].addr.ss, ip, sizeof(ip)), "127.0.0.1");
+    assert_int_equal(addr_port(&c->listens[0].addr.ss), 8080);
+    assert_int_equal(c->listens[0].addr.len, sizeof(struct sockaddr_in));
 
     assert_int_equal(c->timeouts.connect_ms, 2000);
     assert_int_equal(c->timeouts.drain_ms, 10000);
@@ -317,11 +317,11 @@ static void test_all_keys(void **state)
 
     assert_int_equal(c->workers, 4);
     assert_int_equal(c->nlistens, 2);
-    assert_string_equal(addr_ip(&c->listens[0].ss, ip, sizeof(ip)), "0.0.0.0");
-    assert_int_equal(c->listens[0].ss.ss_family, AF_INET);
-    assert_int_equal(c->listens[1].ss.ss_family, AF_INET6);
-    assert_string_equal(addr_ip(&c->listens[1].ss, ip, sizeof(ip)), "::1");
-    assert_int_equal(addr_port(&c->listens[1].ss), 8081);
+    assert_string_equal(addr_ip(&c->listens[0].addr.ss, ip, sizeof(ip)), "0.0.0.0");
+    assert_int_equal(c->listens[0].addr.ss.ss_family, AF_INET);
+    assert_int_equal(c->listens[1].addr.ss.ss_family, AF_INET6);
+    assert_string_equal(addr_ip(&c->listens[1].addr.ss, ip, sizeof(ip)), "::1");
+    assert_int_equal(addr_port(&c->listens[1].addr.ss), 8081);
     assert_int_equal(c->timeouts.connect_ms, 1);
     assert_int_equal(c->timeouts.client_header_ms, 2);
     assert_int_equal(c->timeouts.client_body_ms, 3);
