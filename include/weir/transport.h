@@ -90,7 +90,9 @@ struct weir_xprt_ops {
      * Returns the number of bytes sent and drained (> 0), WEIR_AGAIN with
      * c->want set when the transport cannot send now (nothing drained),
      * WEIR_ERROR with c->err set. The conn calls send again while bytes
-     * remain and it returned > 0. Between an WEIR_AGAIN and its retry the
+     * remain and it returned > 0, unless the op also set c->want to
+     * WEIR_WANT_WRITE with its positive return ("the socket is full": a
+     * short writev), which saves a send that would only say EAGAIN. Between an WEIR_AGAIN and its retry the
      * conn only appends to `out`, never drains it, so the first bytes are
      * the same (SSL_write retry rule; set SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
      * as evbuffer_pullup may move them).
@@ -154,6 +156,8 @@ struct weir_conn {
     unsigned recv_blocked : 1;             /* recv returned AGAIN wanting WRITE */
     unsigned r_armed : 1;                  /* rev is added */
     unsigned w_armed : 1;                  /* wev is added */
+    unsigned outgoing : 1;                 /* made by weir_conn_connect */
+    const struct timeval *r_tv, *w_tv;     /* timeouts rev/wev were added with */
 };
 
 /*

@@ -1,0 +1,277 @@
+/*
+ * sess_response.c - the response stage: response heads (1xx forwarded),
+ * the body streamed to the client with backpressure and through the
+ * response filters, and tunnels after a 101. Returns to session.c; calls no
+ * other stage.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "session_int.h"
+#include "weir/health.h"
+#include "weir/http_msg.h"
+#include "weir/log.h"
+#include "weir/upstream.h"
+
+/* Per-worker scratch for response heads (one thread, used synchronously). */
+static _Thread_local struct weir_sbuf scratch;
+
+void weir_sresp_thread_exit(void)
+{
+    weir_sbuf_free(&scratch);
+}
+
+static void send_head(struct weir_session *s, const struct weir_http_msg *m, int interim)
+{
+    struct weir_sbuf *b = &scratch;
+    b->len = 0;
+    b->oom = 0;
+    struct weir_resp_head_params p = {
+        .rid = s->rid,
+        .interim = interim,
+        .chunked = s->resp_body == WEIR_BODY_CHUNKED && !s->dechunk,
+        .close = s->close_after,
+        .http10 = s->version == 10,
+    };
+    if (weir_http_build_response_head(b, m, &p) == WEIR_OK)
+        evbuffer_add(s->cc->out, b->p, b->len);
+}
+
+int weir_sresp_head(struct weir_session *s, int *tunnel)
+{
+    struct weir_worker *w = s->w;
+    struct evbuffer *in = s->up->conn->in;
+    *tunnel = 0;
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return WEIR_AGAIN;
+        s->resp_started = 1;
+        size_t max_head = s->rt->conf->limits.header_bytes;
+        size_t cap = max_head + 4;
+        size_t want = len < cap ? len : cap;
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
+        struct weir_http_msg *m = &w->msg;
+        m->scan_pos = s->resp_scan_pos;
+        m->scan_lines = s->resp_scan_lines;
+        int rc = weir_http_parse_response(p, want, max_head, s->method_id, m);
+        if (rc == WEIR_AGAIN) {
+            s->resp_scan_pos = m->scan_pos;
+            s->resp_scan_lines = m->scan_lines;
+            return WEIR_AGAIN;
+        }
+        if (rc != WEIR_OK) {
+            weir_log_warn("pool %s server %s: invalid response: %s", s->pool->name, s->server->address,
+                          m->error ? m->error : "malformed");
+            weir_x_note_outcome(s, WEIR_OUTCOME_RESET);
+            s->answer = 502;
+            s->detail = "invalid response from server";
+            s->answer_close = !s->req_done || s->req_consumed;
+            return WEIR_ERROR;
+        }
+        s->resp_scan_pos = s->resp_scan_lines = 0;
+        if (m->status < 200 && m->status != 101) {
+            /* Interim responses go to HTTP/1.1 clients only. */
+            if (s->version == 11)
+                send_head(s, m, 1);
+            evbuffer_drain(in, m->head_len);
+            continue;
+        }
+        if (s->t_first == 0)
+            s->t_first = weir_now_us();
+        s->status = m->status;
+        weir_x_note_outcome(s, m->status >= 500 ? WEIR_OUTCOME_5XX : WEIR_OUTCOME_OK);
+        if (m->status == 101) {
+            if (!s->upgrade) {
+                weir_log_warn("pool %s server %s: 101 without an upgrade request", s->pool->name,
+                              s->server->address);
+                s->answer = 502;
+                s->detail = "invalid response from server";
+                s->answer_close = !s->req_done || s->req_consumed;
+                return WEIR_ERROR;
+            }
+            send_head(s, m, 0);
+            s->resp_sent = 1;
+            evbuffer_drain(in, m->head_len);
+            weir_x_filters_end(s, 0); /* a tunnel is not a response body */
+            *tunnel = 1;
+            return WEIR_OK;
+        }
+        s->resp_body = m->body;
+        s->resp_left = m->content_length;
+        weir_chunked_init(&s->resp_chunk);
+        s->resp_keepalive = (m->flags & WEIR_HTTP_F_KEEPALIVE) != 0;
+        if (m->body == WEIR_BODY_CHUNKED && s->version == 10) {
+            s->dechunk = 1;
+            s->close_after = 1;
+        }
+        if (m->body == WEIR_BODY_EOF)
+            s->close_after = 1;
+        if (!s->req_done)
+            s->close_after = 1; /* the server answered before the whole body */
+        send_head(s, m, 0);
+        s->resp_sent = 1;
+        if (s->nfilters > 0)
+            weir_x_filters_head(s, m);
+        evbuffer_drain(in, m->head_len);
+        return WEIR_OK;
+    }
+}
+
+/* Chunk payload: to HTTP/1.0 clients without framing, and to the filters. */
+static void payload_cb(void *ud, const char *p, size_t n)
+{
+    struct weir_session *s = ud;
+    if (s->dechunk) {
+        evbuffer_add(s->cc->out, p, n);
+        s->bytes_out += n;
+    }
+    if (s->nfilters > 0)
+        weir_x_filters_data(s, p, n);
+}
+
+/* Show the first n bytes of `in` to the filters. */
+static void filter_span(struct weir_session *s, struct evbuffer *in, size_t n)
+{
+    struct evbuffer_ptr pos;
+    evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+    while (n > 0 && s->nfilters > 0) {
+        struct evbuffer_iovec v[8];
+        int nv = evbuffer_peek(in, (ev_ssize_t)n, &pos, v, 8);
+        if (nv <= 0)
+            break;
+        size_t seen = 0;
+        for (int i = 0; i < nv && i < 8 && seen < n; i++) {
+            size_t k = v[i].iov_len < n - seen ? v[i].iov_len : n - seen;
+            weir_x_filters_data(s, v[i].iov_base, k);
+            seen += k;
+        }
+        n -= seen;
+        if (n > 0 && evbuffer_ptr_set(in, &pos, seen, EVBUFFER_PTR_ADD) != 0)
+            break;
+    }
+}
+
+static void move_span(struct weir_session *s, struct evbuffer *in, size_t n)
+{
+    if (s->nfilters > 0)
+        filter_span(s, in, n);
+    evbuffer_remove_buffer(in, s->cc->out, n);
+    s->bytes_out += n;
+}
+
+static int body_done(struct weir_session *s)
+{
+    s->resp_done = 1;
+    weir_x_filters_end(s, 1);
+    return WEIR_DONE;
+}
+
+int weir_sresp_body(struct weir_session *s)
+{
+    struct evbuffer *in = s->up->conn->in;
+    if (s->resp_body == WEIR_BODY_NONE || (s->resp_body == WEIR_BODY_LENGTH && s->resp_left == 0))
+        return body_done(s);
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            return WEIR_AGAIN;
+        /* the upstream input fills to its read limit and the conn stops
+         * reading it; the client's write event resumes */
+        if (weir_x_out_full(s->cc))
+            return WEIR_AGAIN;
+        if (s->resp_body == WEIR_BODY_LENGTH) {
+            size_t n = avail < s->resp_left ? avail : (size_t)s->resp_left;
+            move_span(s, in, n);
+            s->resp_left -= n;
+            if (s->resp_left == 0)
+                return body_done(s);
+        } else if (s->resp_body == WEIR_BODY_CHUNKED) {
+            size_t total;
+            int need_cb = s->dechunk || s->nfilters > 0;
+            int rc = weir_x_chunked_scan(in, &s->resp_chunk, &total, need_cb ? payload_cb : NULL, s);
+            if (rc == WEIR_ERROR) {
+                weir_log_warn("pool %s server %s: malformed chunked response", s->pool->name,
+                              s->tried[s->ntried - 1]->address);
+                s->status = 502;
+                s->answer = 0;
+                return WEIR_ERROR;
+            }
+            if (s->dechunk) {
+                evbuffer_drain(in, total);
+            } else {
+                evbuffer_remove_buffer(in, s->cc->out, total);
+                s->bytes_out += total;
+            }
+            if (rc == WEIR_OK)
+                return body_done(s);
+        } else { /* until the server closes */
+            move_span(s, in, avail);
+        }
+    }
+}
+
+/* 1 when what `in` holds completes the body. */
+static int body_buffered(struct weir_session *s, struct evbuffer *in)
+{
+    if (s->resp_body == WEIR_BODY_LENGTH)
+        return evbuffer_get_length(in) >= s->resp_left;
+    if (s->resp_body == WEIR_BODY_CHUNKED) {
+        struct weir_chunked tmp = s->resp_chunk;
+        size_t total;
+        return weir_x_chunked_scan(in, &tmp, &total, NULL, NULL) == WEIR_OK;
+    }
+    return 0;
+}
+
+int weir_sresp_upstream_end(struct weir_session *s, int ev)
+{
+    struct evbuffer *in = s->up->conn->in;
+    if (ev == WEIR_CONN_EOF) {
+        if (s->resp_body == WEIR_BODY_EOF) {
+            /* close-delimited body: take what is still buffered */
+            move_span(s, in, evbuffer_get_length(in));
+            weir_x_drop_upstream(s);
+            return body_done(s);
+        }
+        if (body_buffered(s, in))
+            return WEIR_AGAIN; /* the rest is buffered: it goes out as the client reads */
+    }
+    int timeout = ev == WEIR_CONN_TIMEOUT_R || ev == WEIR_CONN_TIMEOUT_W;
+    weir_log_warn("pool %s server %s: response cut short (%s)", s->pool->name,
+                  s->tried[s->ntried - 1]->address, timeout ? "timeout" : "connection lost");
+    weir_x_note_outcome(s, timeout ? WEIR_OUTCOME_TIMEOUT : WEIR_OUTCOME_RESET);
+    s->answer = 0;
+    return WEIR_ERROR;
+}
+
+/* ---- tunnel (after 101) ---- */
+
+/* Move what `from` read to `to`, unless `to` already has HWM queued (then
+ * `from` fills to its read limit and stops reading until to's write event
+ * moves again). */
+static void tunnel_move(struct weir_conn *from, struct weir_conn *to)
+{
+    if (evbuffer_get_length(from->in) > 0 && !weir_x_out_full(to))
+        evbuffer_add_buffer(to->out, from->in);
+}
+
+void weir_stunnel_start(struct weir_session *s)
+{
+    struct weir_worker *w = s->w;
+    s->req_done = 1;
+    s->cc->wr_lowat = WEIR_S_LWM;
+    weir_conn_set_timeouts(s->cc, w->tv_idle, w->tv_idle);
+    weir_conn_set_timeouts(s->up->conn, w->tv_idle, w->tv_idle);
+}
+
+int weir_stunnel_move(struct weir_session *s)
+{
+    struct weir_conn *uc = s->up->conn;
+    tunnel_move(uc, s->cc);
+    tunnel_move(s->cc, uc);
+    if ((uc->eof || uc->error) && evbuffer_get_length(uc->in) == 0)
+        return WEIR_DONE;
+    return WEIR_AGAIN;
+}

@@ -1,0 +1,207 @@
+/*
+ * sess_upstream.c - the upstream stage: choose a server (balancer, panic
+ * mode), take a kept-alive connection or connect, retry by the rules below,
+ * send the head and stream the request body with backpressure. Returns to
+ * session.c; calls no other stage.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "session_int.h"
+#include "weir/health.h"
+#include "weir/log.h"
+#include "weir/stats.h"
+#include "weir/upstream.h"
+
+/* A non-idempotent request only goes on a kept-alive connection this fresh:
+ * an older one may be closed by the server as we write, and such a request
+ * could not be retried safely. */
+#define NONIDEM_MAX_IDLE_US 2000000u
+
+static int give_up(struct weir_session *s, int status, const char *detail)
+{
+    weir_x_release_server(s);
+    weir_x_drop_upstream(s);
+    s->answer = status;
+    s->detail = detail;
+    /* The body that was not forwarded would be read as the next request. */
+    s->answer_close = !s->req_done || s->req_consumed;
+    return WEIR_ERROR;
+}
+
+int weir_sup_start(struct weir_session *s, weir_conn_handler h)
+{
+    struct weir_worker *w = s->w;
+    struct weir_pool *pool = s->pool;
+    int max_tries = 1 + pool->conf->retries;
+    for (;;) {
+        if (s->ntried >= max_tries || s->ntried >= WEIR_S_MAX_TRIES)
+            return give_up(s, 502, "no server could take the request");
+        struct weir_lb_ctx ctx = {.hash = s->hash, .exclude = s->tried, .nexclude = (size_t)s->ntried};
+        struct weir_server *srv = pool->lb->pick(pool->lb_state[w->id], &pool->set, &ctx);
+        if (srv == NULL && pool->conf->panic && weir_health_pool_all_down(pool)) {
+            /* Every server is down by checks: sending to all of them beats
+             * failing everything (panic mode, logged by the health module). */
+            ctx.ignore_health = 1;
+            srv = pool->lb->pick(pool->lb_state[w->id], &pool->set, &ctx);
+        }
+        if (srv == NULL) {
+            if (s->ntried == 0)
+                return give_up(s, 503, "no server available");
+            return give_up(s, 502, "no server could take the request");
+        }
+        s->server = srv;
+        atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
+        s->tried[s->ntried++] = srv;
+        struct weir_upconn *c = NULL;
+        if (!s->fresh_retry)
+            c = weir_up_take_idle(w, srv, s->idempotent ? 0 : NONIDEM_MAX_IDLE_US);
+        if (c != NULL) {
+            s->up = c;
+            weir_stats_gauge_add(w->id, WEIR_G_UP_ACTIVE, 1);
+            s->up_reused = 1;
+            weir_conn_set_handler(c->conn, h, s);
+            weir_sup_ready(s);
+            return WEIR_OK;
+        }
+        c = weir_up_connect(w, srv, h, s);
+        if (c != NULL) {
+            s->up = c;
+            weir_stats_gauge_add(w->id, WEIR_G_UP_ACTIVE, 1);
+            s->up_reused = 0;
+            return WEIR_AGAIN;
+        }
+        weir_log_warn("pool %s server %s: cannot create a connection", pool->name, srv->address);
+        weir_x_release_server(s);
+    }
+}
+
+/* The whole request went up: the response timeout runs, the client's body
+ * timeout stops. */
+static void request_sent(struct weir_session *s)
+{
+    struct weir_worker *w = s->w;
+    weir_conn_set_timeouts(s->cc, NULL, w->tv_idle);
+    weir_conn_set_timeouts(s->up->conn, w->tv_upstream, w->tv_upstream);
+}
+
+void weir_sup_ready(struct weir_session *s)
+{
+    struct weir_worker *w = s->w;
+    struct weir_conn *uc = s->up->conn;
+    s->up_ready = 1;
+    s->up->connected = 1;
+    s->up->nreq++;
+    s->t_up = weir_now_us();
+    uc->wr_lowat = WEIR_S_LWM;
+    uc->rd_max = weir_x_read_hwm(s->rt);
+    uc->reading = 1;
+    weir_conn_set_timeouts(uc, NULL, w->tv_upstream);
+    evbuffer_add(uc->out, s->uphead, s->uphead_len);
+    if (s->req_done)
+        request_sent(s);
+}
+
+int weir_sup_body(struct weir_session *s)
+{
+    struct evbuffer *in = s->cc->in;
+    struct weir_conn *uc = s->up->conn;
+    while (!s->req_done) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            break;
+        /* Backpressure: the client input fills to its read limit and the
+         * conn stops reading it; the upstream's write event resumes. */
+        if (weir_x_out_full(uc))
+            break;
+        if (s->req_body == WEIR_BODY_LENGTH) {
+            size_t n = avail < s->req_left ? avail : (size_t)s->req_left;
+            evbuffer_remove_buffer(in, uc->out, n);
+            s->bytes_in += n;
+            s->req_left -= n;
+            s->req_consumed = 1;
+            if (s->req_left == 0)
+                s->req_done = 1;
+        } else {
+            size_t total;
+            int rc = weir_x_chunked_scan(in, &s->req_chunk, &total, NULL, NULL);
+            if (rc == WEIR_ERROR) {
+                weir_log_debug("client %s: malformed chunked request body", s->peer);
+                s->req_done = 1;
+                s->req_consumed = 1;
+                evbuffer_drain(in, evbuffer_get_length(in));
+                if (s->resp_started) {
+                    /* a response is on its way: nothing can be answered */
+                    if (s->status == 0)
+                        s->status = 400;
+                    s->answer = 0;
+                    return WEIR_ERROR;
+                }
+                return give_up(s, 400, "malformed chunked body");
+            }
+            evbuffer_remove_buffer(in, uc->out, total);
+            s->bytes_in += total;
+            s->req_consumed = 1;
+            if (rc == WEIR_OK)
+                s->req_done = 1;
+        }
+    }
+    if (!s->req_done)
+        return WEIR_AGAIN;
+    if (s->state == S_UPSTREAM)
+        request_sent(s);
+    else
+        weir_conn_set_timeouts(s->cc, NULL, s->w->tv_idle);
+    return WEIR_OK;
+}
+
+int weir_sup_failed(struct weir_session *s, int ev, weir_conn_handler h)
+{
+    struct weir_server *srv = s->server;
+    int timeout = ev == WEIR_CONN_TIMEOUT_R || ev == WEIR_CONN_TIMEOUT_W;
+    const char *why = timeout ? (s->up_ready ? "timeout" : "connect timeout")
+                              : (s->up_ready ? "connection reset before response" : "connect failed");
+    int err = s->up != NULL ? s->up->conn->err : 0;
+    if (!s->up_ready || !s->resp_started)
+        weir_log_warn("pool %s server %s: %s%s%s", s->pool->name, srv->address, why,
+                      err && !timeout ? ": " : "", err && !timeout ? strerror(err) : "");
+    int stale = s->up_reused && !s->fresh_retry && !s->resp_started && !timeout;
+    /* A kept-alive connection the server closed while idle is not the
+     * server's fault: no passive-health failure for it. */
+    if (!stale)
+        weir_x_note_outcome(s, !s->up_ready ? WEIR_OUTCOME_CONNECT
+                               : timeout    ? WEIR_OUTCOME_TIMEOUT
+                                            : WEIR_OUTCOME_RESET);
+    if (s->up_ready && timeout) /* the server had the request: it may be acting on it */
+        return give_up(s, 504, "the server did not answer in time");
+    if (s->resp_started)
+        return give_up(s, 502, "the server closed the connection mid-response");
+    /* Retry only what a client could not lose: a request no byte of which
+     * reached a server (connect failed), or an idempotent one, and never
+     * after body bytes left the client buffer (they cannot be replayed). */
+    int nothing_sent = !s->up_ready;
+    if (s->req_consumed || !(nothing_sent || s->idempotent))
+        return give_up(s, 502, "the server failed before answering");
+    weir_x_release_server(s);
+    weir_x_drop_upstream(s);
+    if (stale) {
+        /* A kept-alive connection the server had already closed: one more
+         * try on a new connection, not counted as an attempt. */
+        s->fresh_retry = 1;
+        s->ntried--;
+    }
+    int rc = weir_sup_start(s, h);
+    return rc == WEIR_ERROR ? WEIR_ERROR : WEIR_AGAIN;
+}
+
+void weir_sup_release(struct weir_session *s)
+{
+    struct weir_upconn *c = s->up;
+    if (c == NULL || !s->resp_done || !s->resp_keepalive || !s->req_done || s->resp_body == WEIR_BODY_EOF)
+        return;
+    s->up = NULL;
+    s->up_ready = 0;
+    weir_stats_gauge_add(s->w->id, WEIR_G_UP_ACTIVE, -1);
+    weir_up_release_idle(c, (size_t)s->rt->conf->limits.upstream_idle_per_server);
+}
