@@ -96,7 +96,8 @@ int weir_http_build_local(struct weir_sbuf *b, int status, const char *detail, c
 /*
  * Append to b the head of an answer whose body another module holds (the
  * cache): status line, the caller's fields `fields` (complete "Name: value\r\n"
- * lines, no framing or connection fields), Content-Length: body_len,
+ * lines, no framing or connection fields), Content-Length: body_len (not for
+ * 1xx, 204, 304, which have no body),
  * X-Request-Id (rid non-empty), Connection: close when close.
  * Returns WEIR_OK or WEIR_ERROR (oom).
  */
