@@ -275,6 +275,12 @@ static void session_run(struct weir_session *s)
                 }
                 goto out;
             }
+            /* Answers the client has not read yet pile up: read no more
+             * requests until they drain (its input then fills to its read
+             * limit and the conn stops reading it). The client's write
+             * event resumes. */
+            if (weir_x_out_full(s->cc))
+                goto out;
             start_head(s);
             continue;
         case S_HEAD:

@@ -1,0 +1,81 @@
+"""Bounds a client cannot push weir past (issue 7): pipelined requests
+without reading the answers, interim responses to a client that does not
+read, slow readers; and how weir ends exchanges it refuses or gives up on."""
+
+import socket
+import time
+
+from weirtest import ASAN, HttpConn, Sampler, build_request, pool, tf, wait_until
+
+ROUTES = [{"host": "only.test", "path_prefix": "/", "pool": "p"}]
+
+
+def _push(sock, data, seconds):
+    """Send as much of data as the peer takes within `seconds`; returns bytes sent."""
+    sock.settimeout(0.2)
+    sent = 0
+    deadline = time.monotonic() + seconds
+    view = memoryview(data)
+    while sent < len(data) and time.monotonic() < deadline:
+        try:
+            sent += sock.send(view[sent:sent + 65536])
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+    return sent
+
+
+def test_pipelined_local_answers_not_read_bounded(procs):
+    """Defect 1: 16 MiB of pipelined requests answered locally (404) by a
+    client that reads nothing: weir stops reading the client once its answers
+    back up, so its memory stays bounded (it grew by 90 MiB before)."""
+    o = procs.origin("a")
+    w = procs.weir(pools=[pool("p", [o])], routes=ROUTES)
+    req = b"GET /nope HTTP/1.1\r\nHost: other.test\r\n\r\n"
+    data = req * (16 * 1024 * 1024 // len(req))
+    base = w.rss()
+    smp = Sampler(w.pid)
+    smp.start()
+    try:
+        with HttpConn(w.port, timeout=tf(10)) as c:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sent = _push(c.sock, data, tf(4))
+            time.sleep(0.3)
+            grown = w.rss() - base
+            # the connection still works: the answers come in order
+            c.settimeout(tf(10))
+            for _ in range(50):
+                r = c.read_response()
+                assert r.status == 404, r
+    finally:
+        smp.stop()
+    assert sent < len(data), "weir took all %d bytes without the answers being read" % sent
+    if not ASAN:
+        assert smp.max - base < 12 * 1024, "RSS grew by %d KiB (%d KiB at the end)" % (smp.max - base, grown)
+    assert w.alive()
+
+
+def test_pipelined_proxied_answers_not_read_bounded(procs):
+    """Defect 1, proxied answers: the same through a server."""
+    o = procs.origin("a")
+    w = procs.weir(pools=[pool("p", [o])])
+    req = b"GET /x?size=2000 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+    data = req * (8 * 1024 * 1024 // len(req))
+    base = w.rss()
+    smp = Sampler(w.pid)
+    smp.start()
+    try:
+        with HttpConn(w.port, timeout=tf(10)) as c:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sent = _push(c.sock, data, tf(4))
+            c.settimeout(tf(10))
+            for _ in range(20):
+                r = c.read_response()
+                assert r.status == 200 and r.body_len == 2000, r
+    finally:
+        smp.stop()
+    assert sent < len(data)
+    if not ASAN:
+        assert smp.max - base < 12 * 1024, "RSS grew by %d KiB" % (smp.max - base)
+    assert w.alive()
