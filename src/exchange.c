@@ -215,6 +215,7 @@ void weir_x_reset(struct weir_session *s)
     s->bytes_in = 0;
     s->ntried = 0;
     s->fresh_retry = 0;
+    s->reached = 0;
     s->req_done = s->req_consumed = 0;
     s->resp_started = s->resp_sent = s->resp_done = 0;
     s->head_p = NULL;

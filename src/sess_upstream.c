@@ -30,6 +30,17 @@ static int give_up(struct weir_session *s, int status, const char *detail)
     return WEIR_ERROR;
 }
 
+/* Every try failed or no server is left to try. A request that reached no
+ * server (every connect refused, failed or timed out) is 503 with
+ * Retry-After, as HAProxy and Envoy answer; 502 is for a server that took
+ * the request and answered badly or broke off. */
+static int out_of_servers(struct weir_session *s)
+{
+    if (s->reached)
+        return give_up(s, 502, "no server could take the request");
+    return give_up(s, 503, "no server accepted the connection");
+}
+
 int weir_sup_start(struct weir_session *s, weir_conn_handler h)
 {
     struct weir_worker *w = s->w;
@@ -37,7 +48,7 @@ int weir_sup_start(struct weir_session *s, weir_conn_handler h)
     int max_tries = 1 + pool->conf->retries;
     for (;;) {
         if (s->ntried >= max_tries || s->ntried >= WEIR_S_MAX_TRIES)
-            return give_up(s, 502, "no server could take the request");
+            return out_of_servers(s);
         struct weir_lb_ctx ctx = {.hash = s->hash, .exclude = s->tried, .nexclude = (size_t)s->ntried};
         struct weir_server *srv = pool->lb->pick(pool->lb_state[w->id], &pool->set, &ctx);
         if (srv == NULL && pool->conf->panic && weir_health_pool_all_down(pool)) {
@@ -49,7 +60,7 @@ int weir_sup_start(struct weir_session *s, weir_conn_handler h)
         if (srv == NULL) {
             if (s->ntried == 0)
                 return give_up(s, 503, "no server available");
-            return give_up(s, 502, "no server could take the request");
+            return out_of_servers(s);
         }
         s->server = srv;
         atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
@@ -91,6 +102,7 @@ void weir_sup_ready(struct weir_session *s)
     struct weir_worker *w = s->w;
     struct weir_conn *uc = s->up->conn;
     s->up_ready = 1;
+    s->reached = 1;
     s->up->connected = 1;
     s->up->nreq++;
     s->t_up = weir_now_us();

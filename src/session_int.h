@@ -109,6 +109,7 @@ struct weir_session {
     struct weir_server *tried[WEIR_S_MAX_TRIES];
     int ntried;
     int fresh_retry; /* a stale kept-alive connection failed: use a new one */
+    int reached;     /* some try got a connection to a server */
 
     /* local answer on WEIR_ERROR */
     int answer;       /* status to answer; 0: abort the connection */

@@ -72,25 +72,29 @@ def test_dead_server_post_retried(fw):
             assert r.header("X-Received-Bytes") == str(len(data))
 
 
-def test_all_dead_502(fw):
+def test_all_dead_503(fw):
+    """Issue 7, defect 10: when no server accepts the connection the request
+    reached no server: 503 with Retry-After (HAProxy, Envoy), not 502."""
     w, o, st = fw
     t0 = time.monotonic()
     with HttpConn(w.port) as c:
         r = c.get("/dead/x")
-        assert r.status == 502, r
+        assert r.status == 503, r
+        assert r.header("Retry-After") == "1", r
         assert 0 < len(r.body) < 512, r
         assert r.header("Content-Length") == str(len(r.body))
-        # the client connection survives a 502
+        # the client connection survives a 503
         r = c.get("/mixed/after")
         assert r.status == 200
     assert time.monotonic() - t0 < tf(3)
 
 
-def test_all_dead_post_502(fw):
+def test_all_dead_post_503(fw):
     w, o, st = fw
     with HttpConn(w.port) as c:
         r = c.request("POST", "/dead/p", body=b"x" * 1000)
-        assert r.status == 502, r
+        assert r.status == 503, r
+        assert r.header("Retry-After") == "1", r
 
 
 def test_reset_gives_502(fw):
