@@ -208,6 +208,8 @@ void weir_x_reset(struct weir_session *s)
     free(s->reqmsg);
     free(s->host_copy);
     free(s->target_copy);
+    free(s->up_proto);
+    s->up_proto = NULL;
     s->reqcopy = s->host_copy = s->target_copy = NULL;
     s->reqmsg = NULL;
     s->pool = NULL;

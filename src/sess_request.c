@@ -161,6 +161,18 @@ static int route(struct weir_session *s, struct weir_http_msg *m, const char *p)
     s->pool = rte->pool;
     s->route = rte;
     s->upgrade = (m->flags & WEIR_HTTP_F_UPGRADE) != 0;
+    if (s->upgrade) {
+        int ui = weir_http_find_header(m, "upgrade");
+        const struct weir_http_header *uh = &m->headers[ui];
+        /* An h2c upgrade is never forwarded: a server that switches would
+         * get a tunnel past every rule of this proxy (h2c smuggling). The
+         * request goes up as plain HTTP/1.1 (Upgrade and the fields named
+         * in Connection, HTTP2-Settings, are hop-by-hop and dropped). */
+        if (ui < 0 || weir_http_list_has(uh->value, uh->value_len, "h2c"))
+            s->upgrade = 0;
+        else if ((s->up_proto = strndup(uh->value, uh->value_len)) == NULL)
+            return refuse(s, 500, NULL, 1);
+    }
     s->hash = hash_key(s, m);
     struct weir_sbuf b = {s->uphead, 0, s->uphead_cap, 0};
     struct weir_up_head_params hp = {

@@ -38,6 +38,65 @@ static void send_head(struct weir_session *s, const struct weir_http_msg *m, int
         evbuffer_add(s->cc->out, b->p, b->len);
 }
 
+/* Next comma-separated token of list[*pos..n) (OWS trimmed); returns its
+ * length (0 at the end) and its start in *tok. */
+static size_t next_token(const char *list, size_t n, size_t *pos, const char **tok)
+{
+    for (;;) {
+        size_t i = *pos;
+        while (i < n && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
+            i++;
+        if (i >= n) {
+            *pos = n;
+            return 0;
+        }
+        size_t start = i;
+        while (i < n && list[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (list[end - 1] == ' ' || list[end - 1] == '\t'))
+            end--;
+        *pos = i;
+        *tok = list + start;
+        return end - start;
+    }
+}
+
+static int token_in(const char *list, size_t n, const char *t, size_t tn)
+{
+    size_t pos = 0;
+    const char *tok;
+    size_t k;
+    while ((k = next_token(list, n, &pos, &tok)) != 0) {
+        if (k != tn)
+            continue;
+        size_t i = 0;
+        while (i < k && weir_lower((unsigned char)tok[i]) == weir_lower((unsigned char)t[i]))
+            i++;
+        if (i == k)
+            return 1;
+    }
+    return 0;
+}
+
+/* 1 when the 101's Upgrade names only protocols the client asked for
+ * (RFC 9110 7.8), and at least one. */
+static int switch_allowed(const struct weir_session *s, const struct weir_http_msg *m)
+{
+    int ui = weir_http_find_header(m, "upgrade");
+    if (ui < 0 || s->up_proto == NULL)
+        return 0;
+    const struct weir_http_header *h = &m->headers[ui];
+    size_t pos = 0, k, n = 0;
+    const char *tok;
+    while ((k = next_token(h->value, h->value_len, &pos, &tok)) != 0) {
+        if (!token_in(s->up_proto, strlen(s->up_proto), tok, k))
+            return 0;
+        n++;
+    }
+    return n > 0;
+}
+
 int weir_sresp_head(struct weir_session *s, int *tunnel)
 {
     struct weir_worker *w = s->w;
@@ -83,9 +142,10 @@ int weir_sresp_head(struct weir_session *s, int *tunnel)
         s->status = m->status;
         weir_x_note_outcome(s, m->status >= 500 ? WEIR_OUTCOME_5XX : WEIR_OUTCOME_OK);
         if (m->status == 101) {
-            if (!s->upgrade) {
-                weir_log_warn("pool %s server %s: 101 without an upgrade request", s->pool->name,
-                              s->server->address);
+            if (!s->upgrade || !switch_allowed(s, m)) {
+                weir_log_warn("pool %s server %s: 101 %s", s->pool->name, s->server->address,
+                              s->upgrade ? "switches to a protocol the client did not request"
+                                         : "without an upgrade request");
                 s->answer = 502;
                 s->detail = "invalid response from server";
                 s->answer_close = !s->req_done || s->req_consumed;

@@ -94,7 +94,8 @@ struct weir_session {
     int version; /* 10 or 11 */
     int idempotent;
     int upgrade;
-    int req_body; /* enum weir_http_body */
+    char *up_proto; /* the request's Upgrade value (while upgrade) */
+    int req_body;   /* enum weir_http_body */
     uint64_t req_left;
     struct weir_chunked req_chunk;
     int req_done;     /* whole body moved upstream */
