@@ -106,6 +106,11 @@ int weir_sresp_head(struct weir_session *s, int *tunnel)
         size_t len = evbuffer_get_length(in);
         if (len == 0)
             return WEIR_AGAIN;
+        /* Interim heads the client has not read pile up in its output:
+         * stop here until it drains (the server's input fills to its read
+         * limit and reading stops; the client's write event resumes). */
+        if (s->resp_started && weir_x_out_full(s->cc))
+            return WEIR_AGAIN;
         s->resp_started = 1;
         size_t max_head = s->rt->conf->limits.header_bytes;
         size_t cap = max_head + 4;

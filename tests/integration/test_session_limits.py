@@ -79,3 +79,43 @@ def test_pipelined_proxied_answers_not_read_bounded(procs):
     if not ASAN:
         assert smp.max - base < 12 * 1024, "RSS grew by %d KiB" % (smp.max - base)
     assert w.alive()
+
+
+def test_interim_flood_to_non_reading_client_bounded(procs):
+    """Defect 14: a server sending endless 100 Continue heads to a client
+    that does not read: weir stops reading the server while the client's
+    output is full (RSS went from 2.8 to 117 MB before)."""
+    from scripted import Scripted
+    block = b"HTTP/1.1 100 Continue\r\n\r\n" * 2600  # ~64 KiB
+    pushed = [0]
+
+    def flood(head, conn):
+        conn.settimeout(0.2)
+        deadline = time.monotonic() + tf(3)
+        while time.monotonic() < deadline and pushed[0] < 128 * 1024 * 1024:
+            try:
+                pushed[0] += conn.send(block)
+            except socket.timeout:
+                continue
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    b = Scripted(flood)
+    try:
+        w = procs.weir(pools=[pool("p", [b.addr])])
+        base = w.rss()
+        smp = Sampler(w.pid)
+        smp.start()
+        try:
+            with HttpConn(w.port, timeout=tf(10)) as c:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                c.send(build_request("GET", "/flood"))
+                time.sleep(tf(3.5))
+                r = c.read_head()
+                assert r.status == 100, r
+        finally:
+            smp.stop()
+        assert pushed[0] < 128 * 1024 * 1024, "weir read every interim head without backpressure"
+        if not ASAN:
+            assert smp.max - base < 12 * 1024, "RSS grew by %d KiB" % (smp.max - base)
+        assert w.alive()
+    finally:
+        b.stop()
