@@ -109,7 +109,10 @@ void weir_sup_ready(struct weir_session *s)
     uc->wr_lowat = WEIR_S_LWM;
     uc->rd_max = weir_x_read_hwm(s->rt);
     uc->reading = 1;
-    weir_conn_set_timeouts(uc, NULL, w->tv_upstream);
+    /* upstream_response_ms runs from the moment the head goes up (also
+     * when the client waits for 100 Continue before its body); body bytes
+     * going up restart it (weir_sup_body). */
+    weir_conn_set_timeouts(uc, w->tv_upstream, w->tv_upstream);
     evbuffer_add(uc->out, s->uphead, s->uphead_len);
     if (s->req_done)
         request_sent(s);
@@ -119,6 +122,7 @@ int weir_sup_body(struct weir_session *s)
 {
     struct evbuffer *in = s->cc->in;
     struct weir_conn *uc = s->up->conn;
+    int moved = 0;
     while (!s->req_done) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)
@@ -130,6 +134,7 @@ int weir_sup_body(struct weir_session *s)
         if (s->req_body == WEIR_BODY_LENGTH) {
             size_t n = avail < s->req_left ? avail : (size_t)s->req_left;
             evbuffer_remove_buffer(in, uc->out, n);
+            moved = 1;
             s->bytes_in += n;
             s->req_left -= n;
             s->req_consumed = 1;
@@ -153,12 +158,15 @@ int weir_sup_body(struct weir_session *s)
                 return give_up(s, 400, "malformed chunked body");
             }
             evbuffer_remove_buffer(in, uc->out, total);
+            moved = 1;
             s->bytes_in += total;
             s->req_consumed = 1;
             if (rc == WEIR_OK)
                 s->req_done = 1;
         }
     }
+    if (moved)
+        weir_conn_touch(uc);
     if (!s->req_done)
         return WEIR_AGAIN;
     if (s->state == S_UPSTREAM)

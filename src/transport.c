@@ -443,6 +443,12 @@ void weir_conn_read(struct weir_conn *c, int on)
     conn_arm(c);
 }
 
+void weir_conn_touch(struct weir_conn *c)
+{
+    if (c->r_armed && c->r_tv != NULL)
+        event_add(&c->rev, c->r_tv);
+}
+
 void weir_conn_update(struct weir_conn *c)
 {
     conn_arm(c);

@@ -201,6 +201,10 @@ void weir_conn_set_timeouts(struct weir_conn *c, const struct timeval *rd, const
  * re-evaluates after the owner consumed input. */
 void weir_conn_read(struct weir_conn *c, int on);
 
+/* Restart the read timeout's countdown (activity the conn cannot see,
+ * e.g. request body bytes going up count as life of the exchange). */
+void weir_conn_touch(struct weir_conn *c);
+
 /* Re-arm the read event from the current state (call after draining
  * c->in below rd_max). Never calls the handler. */
 void weir_conn_update(struct weir_conn *c);

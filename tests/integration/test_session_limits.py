@@ -119,3 +119,43 @@ def test_interim_flood_to_non_reading_client_bounded(procs):
         assert w.alive()
     finally:
         b.stop()
+
+
+def test_expect_100_to_silent_server_gives_504(procs):
+    """Defect 16: upstream_response_ms runs from the moment the head went
+    upstream. A request with Expect: 100-continue to a server that never
+    answers was cut at client_body_ms and logged as 499; it is a 504 at the
+    upstream timeout."""
+    from scripted import Scripted
+    b = Scripted(lambda head, conn: None)
+    try:
+        w = procs.weir(pools=[pool("p", [b.addr], retries=0)],
+                       timeouts={"upstream_response_ms": 500, "client_body_ms": 5000})
+        start = len(w.stderr())
+        t0 = time.monotonic()
+        with HttpConn(w.port, timeout=tf(10)) as c:
+            c.send("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            r = c.read_response()
+            dt = time.monotonic() - t0
+        assert r.status == 504, r
+        assert 0.4 < dt < tf(3), dt
+        assert w.wait_log(r'"POST /up HTTP/1.1" 504 ', tf(3), start), w.stderr()[start:]
+    finally:
+        b.stop()
+
+
+def test_slow_upload_not_cut_by_upstream_timeout(procs):
+    """The other side of defect 16: a body that keeps flowing up for longer
+    than upstream_response_ms is not a server timeout."""
+    o = procs.origin("a")
+    w = procs.weir(pools=[pool("p", [o], retries=0)],
+                   timeouts={"upstream_response_ms": 400, "client_body_ms": 5000})
+    with HttpConn(w.port, timeout=tf(10)) as c:
+        n = 12
+        c.send("POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % n)
+        for _ in range(n):
+            time.sleep(0.1)
+            c.send(b"x")
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.header("X-Received-Bytes") == str(n), r
