@@ -121,11 +121,29 @@ static void record_stats(struct weir_session *s, uint64_t now)
         weir_stats_record(s->tried[s->ntried - 1]->stats, id, &smp);
 }
 
+void weir_x_tunnel_detach(struct weir_session *s)
+{
+    record_stats(s, weir_now_us());
+    if (s->pool != NULL)
+        weir_x_lf_set(s, LF_POOL, s->pool->name, strlen(s->pool->name));
+    if (s->ntried > 0)
+        weir_x_lf_set(s, LF_UP, s->tried[s->ntried - 1]->address, strlen(s->tried[s->ntried - 1]->address));
+    weir_x_release_server(s);
+    s->pool = NULL;
+    s->route = NULL;
+    s->detached = 1;
+    if (s->rt != NULL) {
+        weir_rt_release(s->rt);
+        s->rt = NULL;
+    }
+}
+
 void weir_x_log(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
     uint64_t now = weir_now_us();
-    record_stats(s, now);
+    if (!s->detached)
+        record_stats(s, now);
     if (weir_alog_fd() < 0)
         return;
     struct weir_access_rec r = {
@@ -146,6 +164,11 @@ void weir_x_log(struct weir_session *s)
     r.host = lf_get(s, LF_HOST, &r.host_len);
     r.referer = lf_get(s, LF_REFERER, &r.referer_len);
     r.ua = lf_get(s, LF_UA, &r.ua_len);
+    if (s->detached) {
+        size_t n;
+        r.pool = lf_get(s, LF_POOL, &n);
+        r.upstream = lf_get(s, LF_UP, &n);
+    }
     char line[WEIR_ACCESS_LINE_MAX];
     int json = w->rt != NULL && w->rt->conf->log.format == WEIR_LOG_JSON;
     size_t n = weir_access_format(line, sizeof(line), json, w->clf_time, w->iso_time, &r);
@@ -218,6 +241,7 @@ void weir_x_reset(struct weir_session *s)
     s->ntried = 0;
     s->fresh_retry = 0;
     s->reached = 0;
+    s->detached = 0;
     s->req_done = s->req_consumed = 0;
     s->resp_started = s->resp_sent = s->resp_done = 0;
     s->head_p = NULL;

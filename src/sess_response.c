@@ -316,16 +316,20 @@ int weir_sresp_upstream_end(struct weir_session *s, int ev)
 /* Move what `from` read to `to`, unless `to` already has HWM queued (then
  * `from` fills to its read limit and stops reading until to's write event
  * moves again). */
-static void tunnel_move(struct weir_conn *from, struct weir_conn *to)
+static size_t tunnel_move(struct weir_conn *from, struct weir_conn *to)
 {
-    if (evbuffer_get_length(from->in) > 0 && !weir_x_out_full(to))
-        evbuffer_add_buffer(to->out, from->in);
+    size_t n = evbuffer_get_length(from->in);
+    if (n == 0 || weir_x_out_full(to))
+        return 0;
+    evbuffer_add_buffer(to->out, from->in);
+    return n;
 }
 
 void weir_stunnel_start(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
     s->req_done = 1;
+    weir_x_tunnel_detach(s);
     s->cc->wr_lowat = WEIR_S_LWM;
     weir_conn_set_timeouts(s->cc, w->tv_idle, w->tv_idle);
     weir_conn_set_timeouts(s->up->conn, w->tv_idle, w->tv_idle);
@@ -334,8 +338,8 @@ void weir_stunnel_start(struct weir_session *s)
 int weir_stunnel_move(struct weir_session *s)
 {
     struct weir_conn *uc = s->up->conn;
-    tunnel_move(uc, s->cc);
-    tunnel_move(s->cc, uc);
+    s->bytes_out += tunnel_move(uc, s->cc);
+    s->bytes_in += tunnel_move(s->cc, uc);
     if ((uc->eof || uc->error) && evbuffer_get_length(uc->in) == 0)
         return WEIR_DONE;
     return WEIR_AGAIN;

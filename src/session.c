@@ -105,7 +105,7 @@ static void leave(struct weir_session *s)
 /* The exchange ended abnormally with the connection: log what it got. */
 static void abort_exchange(struct weir_session *s, int status)
 {
-    if (s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK) {
+    if (s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK || s->state == S_TUNNEL) {
         if (s->status == 0)
             s->status = status;
         weir_x_log(s);
@@ -343,6 +343,7 @@ static void session_run(struct weir_session *s)
         case S_TUNNEL:
             if (weir_stunnel_move(s) == WEIR_AGAIN)
                 goto out;
+            weir_x_log(s); /* the tunnel's line, at its end */
             weir_x_drop_upstream(s);
             s->state = S_CLOSING;
             weir_conn_read(s->cc, 0);

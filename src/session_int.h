@@ -61,7 +61,7 @@ enum weir_sstate {
 };
 
 /* Indexes of request fields kept for the access log. */
-enum { LF_METHOD, LF_TARGET, LF_HOST, LF_REFERER, LF_UA, LF_N };
+enum { LF_METHOD, LF_TARGET, LF_HOST, LF_REFERER, LF_UA, LF_POOL, LF_UP, LF_N };
 
 struct weir_filter_slot {
     const struct weir_resp_filter *f;
@@ -111,6 +111,7 @@ struct weir_session {
     int ntried;
     int fresh_retry; /* a stale kept-alive connection failed: use a new one */
     int reached;     /* some try got a connection to a server */
+    int detached;    /* a tunnel: counted, snapshot and server released */
 
     /* local answer on WEIR_ERROR */
     int answer;       /* status to answer; 0: abort the connection */
@@ -160,8 +161,13 @@ void weir_x_drop_upstream(struct weir_session *s);
 void weir_x_set_gauge(struct weir_session *s, int g);
 /* Passive health and error counters for the current server. */
 void weir_x_note_outcome(struct weir_session *s, int outcome);
-/* Statistics and the access log line of the finished exchange. */
+/* Statistics and the access log line of the finished exchange (only the
+ * line for a detached tunnel: its statistics were recorded at the 101). */
 void weir_x_log(struct weir_session *s);
+/* A tunnel starts: record its statistics now, keep copies of what its log
+ * line needs, and release the snapshot and the server's active count (a
+ * tunnel may live for hours; an admin DELETE of its server must finish). */
+void weir_x_tunnel_detach(struct weir_session *s);
 void weir_x_lf_set(struct weir_session *s, int idx, const char *p, size_t n);
 /* Filters: head/data to every attached one; end or abort detaches all. */
 void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m);
