@@ -225,3 +225,13 @@ void weir_sup_release(struct weir_session *s)
     weir_stats_gauge_add(s->w->id, WEIR_G_UP_ACTIVE, -1);
     weir_up_release_idle(c, (size_t)s->rt->conf->limits.upstream_idle_per_server);
 }
+
+void weir_sup_read_more(struct weir_session *s)
+{
+    struct weir_conn *uc = s->up->conn;
+    /* Only after a read that drained the socket (a full read means bulk
+     * data, whose ACKs flow anyway): one system call in the split-write
+     * case, none for a response that came in one read. */
+    if (uc->last_read < WEIR_CONN_READ_SIZE && !uc->eof && !uc->error)
+        weir_conn_quickack(uc);
+}

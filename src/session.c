@@ -397,6 +397,10 @@ static void up_cb(struct weir_conn *c, int ev, void *arg)
         session_run(s);
         break;
     case WEIR_CONN_READ:
+        session_run(s);
+        if (!s->dead && s->up != NULL && s->up->conn == c && (s->state == S_UPSTREAM || s->state == S_RESP))
+            weir_sup_read_more(s);
+        break;
     case WEIR_CONN_WRITE:
         session_run(s);
         break;

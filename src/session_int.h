@@ -212,6 +212,10 @@ int weir_sup_body(struct weir_session *s);
  * AGAIN: a retry started (or is ready: then s->up_ready); ERROR: answer
  * s->answer. */
 int weir_sup_failed(struct weir_session *s, int ev, weir_conn_handler h);
+/* A read left the response incomplete: acknowledge the server's data at
+ * once (a server with Nagle on waits for that ACK before its next write;
+ * delayed, it costs 40 ms). */
+void weir_sup_read_more(struct weir_session *s);
 /* Keep the upstream connection for reuse if the exchange left it clean. */
 void weir_sup_release(struct weir_session *s);
 

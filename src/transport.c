@@ -188,6 +188,7 @@ static int do_recv(struct weir_conn *c)
     ssize_t n = c->xprt->recv(c, c->in, WEIR_CONN_READ_SIZE);
     if (n > 0) {
         c->recv_blocked = 0;
+        c->last_read = (size_t)n;
         return WEIR_CONN_READ;
     }
     if (n == 0) {
@@ -447,6 +448,12 @@ void weir_conn_touch(struct weir_conn *c)
 {
     if (c->r_armed && c->r_tv != NULL)
         event_add(&c->rev, c->r_tv);
+}
+
+void weir_conn_quickack(struct weir_conn *c)
+{
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }
 
 void weir_conn_update(struct weir_conn *c)

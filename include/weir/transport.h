@@ -142,6 +142,7 @@ struct weir_conn {
     const struct timeval *rd_tmo, *wr_tmo; /* NULL = none; often common timeouts */
     size_t rd_max;                         /* stop reading while c->in holds this much (0 = no limit) */
     size_t wr_lowat;                       /* WEIR_CONN_WRITE when c->out drops to this or below */
+    size_t last_read;                      /* bytes of the last recv */
     int err;                               /* errno (or 0) of the last WEIR_CONN_ERROR */
     unsigned want;                         /* WEIR_WANT_* from the transport's last WEIR_AGAIN */
     unsigned pending : 1;                  /* transport holds readable bytes (see recv) */
@@ -204,6 +205,12 @@ void weir_conn_read(struct weir_conn *c, int on);
 /* Restart the read timeout's countdown (activity the conn cannot see,
  * e.g. request body bytes going up count as life of the exchange). */
 void weir_conn_touch(struct weir_conn *c);
+
+/* Ask the kernel to acknowledge received data at once (TCP_QUICKACK; it
+ * falls back to delayed ACKs by itself, so re-arm after reads). A peer with
+ * Nagle on that wrote a small segment waits for this ACK before sending
+ * the rest. */
+void weir_conn_quickack(struct weir_conn *c);
 
 /* Re-arm the read event from the current state (call after draining
  * c->in below rd_max). Never calls the handler. */

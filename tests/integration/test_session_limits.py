@@ -159,3 +159,33 @@ def test_slow_upload_not_cut_by_upstream_timeout(procs):
         r = c.read_response()
         assert r.status == 200, r
         assert r.header("X-Received-Bytes") == str(n), r
+
+
+def test_nagle_backend_split_writes_not_delayed(procs):
+    """Defect 12: a backend with Nagle on that writes its head and body in
+    two writes waits for the ACK of the head; with delayed ACKs that is 40 ms
+    per request on a reused connection. weir acknowledges backend data at
+    once (TCP_QUICKACK re-armed while a response is incomplete)."""
+    from scripted import Scripted
+    body = b"b" * 300
+
+    def split(head, conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        time.sleep(0.002)  # two segments, the second held by Nagle until the ACK
+        conn.sendall(body)
+        return None
+    b = Scripted(split)
+    try:
+        w = procs.weir(pools=[pool("p", [b.addr])])
+        times = []
+        with HttpConn(w.port, timeout=tf(5)) as c:
+            for i in range(25):
+                t0 = time.monotonic()
+                r = c.get("/n%d" % i)
+                times.append(time.monotonic() - t0)
+                assert r.status == 200 and r.body == body, r
+        times = sorted(times[5:])  # after the connection left TCP's initial quick-ack mode
+        median = times[len(times) // 2]
+        assert median < 0.025, "median %.1f ms per request: %s" % (median * 1000, [round(t * 1000) for t in times])
+    finally:
+        b.stop()
