@@ -189,3 +189,37 @@ def test_nagle_backend_split_writes_not_delayed(procs):
         assert median < 0.025, "median %.1f ms per request: %s" % (median * 1000, [round(t * 1000) for t in times])
     finally:
         b.stop()
+
+
+def test_timeouts_stay_real_after_many_reloads(procs):
+    """Defect 8: libevent has 256 "common timeouts" per event base and every
+    reload with new values adds some. One that cannot be created silently
+    became no timeout at all; it must still be a timeout."""
+    o = procs.origin("a")
+    from weirtest import conf
+    port = w_port = None
+    w = procs.weir(pools=[pool("p", [o])])
+    port = w.port
+
+    def cfg(i, header_ms):
+        return conf(port, [pool("p", [o])],
+                    timeouts={"client_header_ms": header_ms, "idle_ms": 60000 + i, "client_body_ms": 30000 + i,
+                              "upstream_response_ms": 30000 + i, "connect_ms": 2000 + i,
+                              "upstream_idle_ms": 20000 + i})
+    for i in range(1, 52):  # 51 reloads x 6 new durations > 256
+        start = len(w.stderr())
+        w.reload(cfg(i, 5000 + i))
+        assert w.wait_log(r"configuration reloaded", tf(3), start), w.stderr_tail()
+        with HttpConn(port, timeout=tf(5)) as c:  # the worker takes the snapshot at accept
+            assert c.get("/r%d" % i).status == 200
+    start = len(w.stderr())
+    w.reload(cfg(99, 400))
+    assert w.wait_log(r"configuration reloaded", tf(3), start)
+    with HttpConn(port, timeout=tf(5)) as c:
+        assert c.get("/sync").status == 200
+    t0 = time.monotonic()
+    with HttpConn(port, timeout=tf(5)) as c:
+        c.send(b"GET / HTTP/1.1\r\n")  # a head that never completes
+        assert c.closed_by_peer(tf(3)), "no header timeout after many reloads"
+    assert time.monotonic() - t0 < tf(2.5)
+    assert w.alive()
