@@ -380,7 +380,30 @@ static void client_cb(struct weir_conn *c, int ev, void *arg)
             abort_exchange(s, 499);
         }
         break;
-    default: /* error, timeouts */
+    case WEIR_CONN_TIMEOUT_R:
+        /* The client stopped sending its body (client_body_ms): weir ends
+         * the exchange, so it is a 408, answered when nothing was sent yet;
+         * 499 is only for clients that left. A head timeout closes
+         * quietly. */
+        if (s->state == S_IDLE || s->state == S_HEAD) {
+            session_kill(s);
+        } else if (!s->resp_sent && (s->state == S_UPSTREAM || s->state == S_HOOK)) {
+            weir_log_debug("client %s: request body timeout", s->peer);
+            s->req_done = 0;
+            s->answer = 408;
+            s->detail = "the request body did not arrive in time";
+            s->answer_close = 1;
+            answer_local(s);
+            session_run(s);
+        } else {
+            abort_exchange(s, 408);
+        }
+        break;
+    case WEIR_CONN_TIMEOUT_W:
+        /* The client does not read what it asked for (idle_ms). */
+        abort_exchange(s, 408);
+        break;
+    default: /* the client closed or reset its connection */
         abort_exchange(s, 499);
         break;
     }
@@ -507,6 +530,7 @@ void weir_session_drain_all(struct weir_worker *w)
 void weir_session_abort_all(struct weir_worker *w)
 {
     struct weir_session *s;
+    /* weir cuts these (drain deadline): 503 unless a response had begun */
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL)
-        abort_exchange(s, 499);
+        abort_exchange(s, 503);
 }

@@ -223,3 +223,41 @@ def test_timeouts_stay_real_after_many_reloads(procs):
         assert c.closed_by_peer(tf(3)), "no header timeout after many reloads"
     assert time.monotonic() - t0 < tf(2.5)
     assert w.alive()
+
+
+def test_499_only_for_clients_that_left(procs):
+    """Defect 18: 499 is logged only when the client went away; a body
+    timeout weir enforced is a 408 (answered), a request cut at the drain
+    deadline a 503."""
+    import signal
+    o = procs.origin("a")
+    w = procs.weir(pools=[pool("p", [o])], timeouts={"client_body_ms": 400, "drain_ms": 600})
+    start = len(w.stderr())
+    # the client resets its connection while the server is slow: 499 (a
+    # plain close cannot be told from a half-close until weir writes)
+    import struct
+    s = socket.create_connection(("127.0.0.1", w.port), timeout=tf(5))
+    s.sendall(b"GET /left?delay_ms=600 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    assert w.wait_log(r'"GET /left\?delay_ms=600 HTTP/1.1" 499 ', tf(3), start), w.stderr()[start:]
+    # the body stalls: weir answers 408 and logs 408
+    with HttpConn(w.port, timeout=tf(5)) as c:
+        c.send(b"POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123")
+        r = c.read_response()
+        assert r.status == 408, r
+        assert r.header("Connection") == "close", r
+    assert w.wait_log(r'"POST /stall HTTP/1.1" 408 ', tf(3), start), w.stderr()[start:]
+    # a request still waiting for its server at the drain deadline: 503
+    c = HttpConn(w.port, timeout=tf(5))
+    try:
+        c.send(b"GET /draincut?delay_ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        w.proc.send_signal(signal.SIGTERM)
+        assert w.proc.wait(timeout=tf(5)) == 0
+    finally:
+        c.close()
+    text = w.stderr()[start:]
+    assert '"GET /draincut?delay_ms=5000 HTTP/1.1" 503 ' in text, text
+    assert " 499 " not in text.split("POST /stall")[1], text
