@@ -133,6 +133,11 @@ static void exchange_end(struct weir_session *s)
     weir_x_log(s);
     int must_close = s->close_after || !s->req_done || w->draining ||
                      ((s->peer_eof || s->cc->eof) && evbuffer_get_length(s->cc->in) == 0);
+    /* The client may still be sending (a refused head, a body not read,
+     * pipelined requests): close lingering, or the close with unread data
+     * resets the connection and can destroy the answer before it is read. */
+    s->linger = must_close && !s->cc->eof && !s->peer_eof &&
+                (!s->req_done || s->answer_close || evbuffer_get_length(s->cc->in) > 0);
     weir_x_reset(s);
     if (must_close) {
         s->state = S_CLOSING;
@@ -241,6 +246,40 @@ static void request_routed(struct weir_session *s)
     /* WEIR_HOOK_SUSPENDED: weir_exchange_resume() follows */
 }
 
+/* Lingering close (as nginx's lingering_close): the answer is sent; shut
+ * our side, then read and drop what the client still sends, for at most
+ * LINGER_MS or LINGER_BYTES, before closing. */
+#define LINGER_MS    2000
+#define LINGER_BYTES (1024 * 1024)
+
+static void linger_close(struct weir_session *s)
+{
+    size_t n = evbuffer_get_length(s->cc->in);
+    evbuffer_drain(s->cc->in, n);
+    if (!s->lingering) {
+        static const struct timeval linger_tv = {LINGER_MS / 1000, (LINGER_MS % 1000) * 1000};
+        s->lingering = 1;
+        s->linger_bytes = 0;
+        if (weir_conn_shutdown(s->cc) != WEIR_OK) {
+            session_kill(s);
+            return;
+        }
+        if (s->timer_on)
+            evtimer_del(&s->timer);
+        evtimer_add(&s->timer, &linger_tv);
+        s->timer_on = 1;
+        s->cc->rd_max = 0;
+        weir_conn_set_timeouts(s->cc, NULL, NULL);
+        weir_conn_read(s->cc, 1);
+        return;
+    }
+    s->linger_bytes += (uint32_t)(n < LINGER_BYTES ? n : LINGER_BYTES);
+    if (s->linger_bytes >= LINGER_BYTES || s->cc->eof)
+        session_kill(s);
+    else
+        weir_conn_update(s->cc);
+}
+
 /* Write what is queued (eagerly) and re-arm reading on both sides. */
 static void flush_all(struct weir_session *s)
 {
@@ -258,8 +297,12 @@ static void flush_all(struct weir_session *s)
         abort_exchange(s, 499);
         return;
     }
-    if (s->state == S_CLOSING && !weir_conn_out_pending(s->cc))
-        session_kill(s);
+    if (s->state == S_CLOSING && !weir_conn_out_pending(s->cc)) {
+        if (s->linger)
+            linger_close(s);
+        else
+            session_kill(s);
+    }
 }
 
 static void session_run(struct weir_session *s)

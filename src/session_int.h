@@ -79,6 +79,9 @@ struct weir_session {
     unsigned timer_on : 1;
     unsigned close_after : 1;    /* close the client connection after this exchange */
     unsigned peer_eof : 1;       /* the client half-closed: answer what it sent, then close */
+    unsigned linger : 1;         /* close lingering: the client may still be sending */
+    unsigned lingering : 1;      /* our side is shut; reading and dropping input */
+    uint32_t linger_bytes;       /* input dropped while lingering */
     size_t scan_pos, scan_lines; /* request head resume point */
     const char *head_p;          /* the parsed head in the client input (until consumed) */
     size_t head_len;

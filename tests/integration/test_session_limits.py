@@ -261,3 +261,42 @@ def test_499_only_for_clients_that_left(procs):
     text = w.stderr()[start:]
     assert '"GET /draincut?delay_ms=5000 HTTP/1.1" 503 ' in text, text
     assert " 499 " not in text.split("POST /stall")[1], text
+
+
+def test_431_then_lingering_close_not_reset(procs):
+    """Defect 18: a client still sending when weir refuses its head (431)
+    gets the answer and a clean close: weir shuts its side, reads and drops
+    what keeps coming for a while, then closes (a close with unread data
+    sends a reset, which can destroy the answer before the client reads it)."""
+    o = procs.origin("a")
+    w = procs.weir(pools=[pool("p", [o])], limits={"header_bytes": 8192})
+    results = []
+    for attempt in range(3):
+        s = socket.create_connection(("127.0.0.1", w.port), timeout=tf(5))
+        try:
+            # one burst: weir answers 431 while more of it is still arriving
+            burst = b"GET / HTTP/1.1\r\nHost: x\r\n" + (b"X-More: " + b"b" * 8000 + b"\r\n") * 40
+            s.settimeout(0.5)
+            try:
+                s.sendall(burst)
+            except OSError:
+                pass
+            s.settimeout(tf(5))
+            got = b""
+            err = None
+            for _ in range(100):
+                try:
+                    d = s.recv(65536)
+                except ConnectionResetError as e:
+                    err = e
+                    break
+                if not d:
+                    break
+                got += d
+            results.append((got[:40], err))
+        finally:
+            s.close()
+    for got, err in results:
+        assert got.startswith(b"HTTP/1.1 431 "), results
+        assert err is None, results
+    assert w.alive()
