@@ -14,10 +14,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "session_int.h"
+#include "weir/access_log.h"
 #include "weir/http_msg.h"
 #include "weir/log.h"
 #include "weir/session.h"
@@ -514,12 +517,76 @@ void weir_exchange_resume(struct weir_exchange *x, int rc)
 
 /* ---- accept / shutdown ---- */
 
+static void peer_text(const struct sockaddr *sa, char *out, size_t cap)
+{
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
+    else
+        snprintf(out, cap, "unix");
+}
+
+/* Over limits.max_connections: answer 503 at once (one read to take what
+ * the client already sent, one write, close), count it in the statistics
+ * as a 503, give it an access log line, and say so in the error log at
+ * most once a second per worker. */
+static void refuse_connection(struct weir_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+                              long limit)
+{
+    static const char answer[] =
+        "HTTP/1.1 503 Service Unavailable\r\nServer: weir\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 45\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        "503 Service Unavailable\ntoo many connections\n";
+    char junk[4096];
+    if (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) < 0) {
+        /* nothing sent yet: fine */
+    }
+    if (send(fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* the client is gone or its window is full: closing is all that is left */
+    }
+    shutdown(fd, SHUT_WR);
+    evutil_closesocket(fd);
+    static _Thread_local uint64_t last_us, refused;
+    uint64_t now = weir_now_us();
+    refused++;
+    if (now - last_us >= 1000000) {
+        weir_log_warn("worker %d: max_connections (%ld) reached: %llu connection(s) refused with 503", w->id,
+                      limit, (unsigned long long)refused);
+        last_us = now;
+        refused = 0;
+    }
+    struct weir_stats_sample smp = {.status = 503, .now_us = now};
+    weir_stats_record(weir_stats_global(), w->id, &smp);
+    if (weir_alog_fd() >= 0) {
+        char peer[46];
+        peer_text(sa, peer, sizeof(peer));
+        struct weir_access_rec r = {.client = peer,
+                                    .method = "-",
+                                    .method_len = 1,
+                                    .target = "-",
+                                    .target_len = 1,
+                                    .rid = "max_connections",
+                                    .rid_len = 15,
+                                    .status = 503,
+                                    .upstream_s = -1};
+        char line[1024];
+        size_t n = weir_access_format(line, sizeof(line), w->rt->conf->log.format == WEIR_LOG_JSON,
+                                      w->clf_time, w->iso_time, &r);
+        weir_alog_append(&w->alog, line, n);
+    }
+}
+
 void weir_session_accept(struct weir_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
     long limit = w->rt->conf->limits.max_connections;
-    if (atomic_fetch_add_explicit(&weir_client_conns, 1, memory_order_relaxed) >= limit || w->draining) {
-        atomic_fetch_sub_explicit(&weir_client_conns, 1, memory_order_relaxed);
+    if (w->draining) {
         evutil_closesocket(fd);
+        return;
+    }
+    if (atomic_fetch_add_explicit(&weir_client_conns, 1, memory_order_relaxed) >= limit) {
+        atomic_fetch_sub_explicit(&weir_client_conns, 1, memory_order_relaxed);
+        refuse_connection(w, fd, sa, limit);
         return;
     }
     struct weir_session *s = calloc(1, sizeof(*s));
@@ -537,12 +604,7 @@ void weir_session_accept(struct weir_worker *w, evutil_socket_t fd, const struct
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     s->w = w;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->peer, sizeof(s->peer));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->peer, sizeof(s->peer));
-    else
-        strcpy(s->peer, "unix");
+    peer_text(sa, s->peer, sizeof(s->peer));
     s->peer_len = strlen(s->peer);
     s->state = S_IDLE;
     s->gauge = -1;

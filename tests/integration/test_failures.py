@@ -291,16 +291,22 @@ def test_max_connections(procs):
     try:
         for c in held:
             assert c.get("/h").status == 200
+        start = len(w.stderr())
         extra = HttpConn(w.port, timeout=tf(3))
         try:
             try:
                 r = extra.get("/over")
                 served = r.status == 200
             except (PeerClosed, OSError):
-                served = False
+                r, served = None, False
             assert not served, "connection over max_connections was served"
+            # issue 7, defect 18: refused with a 503, logged and counted
+            assert r is not None and r.status == 503 and r.header("Retry-After") == "1", r
         finally:
             extra.close()
+        assert w.wait_log(r"max_connections \(5\) reached: 1 connection\(s\) refused", tf(3), start), \
+            w.stderr()[start:]
+        assert w.wait_log(r'"- - HTTP/1.1" 503 0 .*rid=max_connections', tf(3), start), w.stderr()[start:]
         held.pop().close()
         time.sleep(0.2)
 
