@@ -264,19 +264,29 @@ void weir_x_reset(struct weir_session *s)
 
 /* ---- helpers ---- */
 
-int weir_x_chunked_scan(struct evbuffer *in, struct weir_chunked *c, size_t *total,
+int weir_x_chunked_scan(struct evbuffer *in, size_t max, struct weir_chunked *c, size_t *total,
                         void (*data_cb)(void *, const char *, size_t), void *ud)
 {
     struct evbuffer_iovec v[16];
-    int nv = evbuffer_peek(in, -1, NULL, v, 16);
+    int nv = evbuffer_peek(in, (ev_ssize_t)max, NULL, v, 16);
     int rc = WEIR_AGAIN;
     *total = 0;
-    for (int i = 0; i < nv && i < 16 && rc == WEIR_AGAIN; i++) {
-        size_t used = 0;
-        rc = weir_chunked_parse(c, v[i].iov_base, v[i].iov_len, &used, data_cb, ud);
+    for (int i = 0; i < nv && i < 16 && rc == WEIR_AGAIN && *total < max; i++) {
+        size_t used = 0, len = v[i].iov_len < max - *total ? v[i].iov_len : max - *total;
+        rc = weir_chunked_parse(c, v[i].iov_base, len, &used, data_cb, ud);
         *total += used;
     }
     return rc;
+}
+
+size_t weir_x_out_room(struct weir_conn *c)
+{
+    size_t n = evbuffer_get_length(c->out);
+    if (n >= WEIR_S_HWM) {
+        weir_conn_flush(c);
+        n = evbuffer_get_length(c->out);
+    }
+    return n < WEIR_S_HWM ? WEIR_S_HWM - n : 0;
 }
 
 int weir_x_out_full(struct weir_conn *c)

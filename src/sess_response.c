@@ -177,6 +177,9 @@ int weir_sresp_head(struct weir_session *s, int *tunnel)
             s->close_after = 1; /* the server answered before the whole body */
         send_head(s, m, 0);
         s->resp_sent = 1;
+        /* the head is read: the body needs no more than the output's
+         * high-water mark buffered on this side */
+        s->up->conn->rd_max = WEIR_S_HWM;
         if (s->nfilters > 0)
             weir_x_filters_head(s, m);
         evbuffer_drain(in, m->head_len);
@@ -244,8 +247,11 @@ int weir_sresp_body(struct weir_session *s)
             return WEIR_AGAIN;
         /* the upstream input fills to its read limit and the conn stops
          * reading it; the client's write event resumes */
-        if (weir_x_out_full(s->cc))
+        size_t room = weir_x_out_room(s->cc);
+        if (room == 0)
             return WEIR_AGAIN;
+        if (avail > room)
+            avail = room;
         if (s->resp_body == WEIR_BODY_LENGTH) {
             size_t n = avail < s->resp_left ? avail : (size_t)s->resp_left;
             move_span(s, in, n);
@@ -255,7 +261,7 @@ int weir_sresp_body(struct weir_session *s)
         } else if (s->resp_body == WEIR_BODY_CHUNKED) {
             size_t total;
             int need_cb = s->dechunk || s->nfilters > 0;
-            int rc = weir_x_chunked_scan(in, &s->resp_chunk, &total, need_cb ? payload_cb : NULL, s);
+            int rc = weir_x_chunked_scan(in, avail, &s->resp_chunk, &total, need_cb ? payload_cb : NULL, s);
             if (rc == WEIR_ERROR) {
                 weir_log_warn("pool %s server %s: malformed chunked response", s->pool->name,
                               s->tried[s->ntried - 1]->address);
@@ -285,7 +291,7 @@ static int body_buffered(struct weir_session *s, struct evbuffer *in)
     if (s->resp_body == WEIR_BODY_CHUNKED) {
         struct weir_chunked tmp = s->resp_chunk;
         size_t total;
-        return weir_x_chunked_scan(in, &tmp, &total, NULL, NULL) == WEIR_OK;
+        return weir_x_chunked_scan(in, evbuffer_get_length(in), &tmp, &total, NULL, NULL) == WEIR_OK;
     }
     return 0;
 }
@@ -319,9 +325,13 @@ int weir_sresp_upstream_end(struct weir_session *s, int ev)
 static size_t tunnel_move(struct weir_conn *from, struct weir_conn *to)
 {
     size_t n = evbuffer_get_length(from->in);
-    if (n == 0 || weir_x_out_full(to))
+    if (n == 0)
         return 0;
-    evbuffer_add_buffer(to->out, from->in);
+    size_t room = weir_x_out_room(to);
+    if (n > room)
+        n = room;
+    if (n > 0)
+        evbuffer_remove_buffer(from->in, to->out, n);
     return n;
 }
 
@@ -331,6 +341,8 @@ void weir_stunnel_start(struct weir_session *s)
     s->req_done = 1;
     weir_x_tunnel_detach(s);
     s->cc->wr_lowat = WEIR_S_LWM;
+    s->cc->rd_max = WEIR_S_HWM;
+    s->up->conn->rd_max = WEIR_S_HWM;
     weir_conn_set_timeouts(s->cc, w->tv_idle, w->tv_idle);
     weir_conn_set_timeouts(s->up->conn, w->tv_idle, w->tv_idle);
 }

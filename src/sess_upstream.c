@@ -129,8 +129,11 @@ int weir_sup_body(struct weir_session *s)
             break;
         /* Backpressure: the client input fills to its read limit and the
          * conn stops reading it; the upstream's write event resumes. */
-        if (weir_x_out_full(uc))
+        size_t room = weir_x_out_room(uc);
+        if (room == 0)
             break;
+        if (avail > room)
+            avail = room;
         if (s->req_body == WEIR_BODY_LENGTH) {
             size_t n = avail < s->req_left ? avail : (size_t)s->req_left;
             evbuffer_remove_buffer(in, uc->out, n);
@@ -142,7 +145,7 @@ int weir_sup_body(struct weir_session *s)
                 s->req_done = 1;
         } else {
             size_t total;
-            int rc = weir_x_chunked_scan(in, &s->req_chunk, &total, NULL, NULL);
+            int rc = weir_x_chunked_scan(in, avail, &s->req_chunk, &total, NULL, NULL);
             if (rc == WEIR_ERROR) {
                 weir_log_debug("client %s: malformed chunked request body", s->peer);
                 s->req_done = 1;

@@ -46,8 +46,12 @@
 #include "weir/worker.h"
 
 /* Output above this stops feeding it (backpressure). */
-#define WEIR_S_HWM       (256 * 1024)
-#define WEIR_S_LWM       (64 * 1024)
+/* A connection's output holds at most about this much before the side
+ * feeding it stops (the kernel's socket buffers do the bulk buffering);
+ * with the read limit it bounds what a slow reader costs in weir's memory
+ * to about 2 x 32 KiB. */
+#define WEIR_S_HWM (16 * 1024)
+#define WEIR_S_LWM (8 * 1024)
 #define WEIR_S_MAX_TRIES 12
 
 enum weir_sstate {
@@ -178,13 +182,17 @@ void weir_x_filters_data(struct weir_session *s, const char *p, size_t n);
 void weir_x_filters_end(struct weir_session *s, int complete);
 /* Forget the finished exchange, keep per-connection state. */
 void weir_x_reset(struct weir_session *s);
-/* Run the chunked parser over the front of `in` (without consuming it).
+/* Run the chunked parser over the first `max` bytes of `in` (without
+ * consuming them).
  * *total = bytes that belong to the body; WEIR_OK (body ended), WEIR_AGAIN,
  * WEIR_ERROR. data_cb, if set, receives the chunk payload. */
-int weir_x_chunked_scan(struct evbuffer *in, struct weir_chunked *c, size_t *total,
+int weir_x_chunked_scan(struct evbuffer *in, size_t max, struct weir_chunked *c, size_t *total,
                         void (*data_cb)(void *, const char *, size_t), void *ud);
 /* 1 when c's output holds HWM or more after sending what the socket takes. */
 int weir_x_out_full(struct weir_conn *c);
+/* Bytes that may still be queued on c's output (HWM minus what it holds
+ * after sending what the socket takes); 0 when full. */
+size_t weir_x_out_room(struct weir_conn *c);
 
 /* ---- sess_request.c ---- */
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "weir/transport.h"
@@ -16,19 +17,34 @@
 
 static ssize_t plain_recv(struct weir_conn *c, struct evbuffer *in, size_t max)
 {
-    struct evbuffer_iovec v;
-    if (evbuffer_reserve_space(in, (ev_ssize_t)max, &v, 1) < 1) {
+    /* Two vectors: the free tail of the last chunk, then a new one, so a
+     * short read does not strand half a chunk. */
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(in, (ev_ssize_t)max, v, 2);
+    if (nv < 1) {
         c->err = ENOMEM;
         return WEIR_ERROR;
     }
-    size_t room = v.iov_len < max ? v.iov_len : max;
+    struct iovec iov[2];
+    size_t left = max;
+    int k = 0;
+    for (int i = 0; i < nv && left > 0; i++, k++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len < left ? v[i].iov_len : left;
+        left -= iov[i].iov_len;
+    }
     ssize_t n;
     do
-        n = read(c->fd, v.iov_base, room);
+        n = k == 1 ? read(c->fd, iov[0].iov_base, iov[0].iov_len) : readv(c->fd, iov, k);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
-        v.iov_len = (size_t)n;
-        evbuffer_commit_space(in, &v, 1);
+        size_t got = (size_t)n;
+        int used = 0;
+        for (int i = 0; i < k && got > 0; i++, used++) {
+            v[i].iov_len = got < iov[i].iov_len ? got : iov[i].iov_len;
+            got -= v[i].iov_len;
+        }
+        evbuffer_commit_space(in, v, used);
         return n;
     }
     if (n == 0)
@@ -85,10 +101,11 @@ static void set_ev(struct event *ev, int need, const struct timeval *tv, const s
                    unsigned *armed)
 {
     if (need) {
-        if (!*armed || *cur != tv) {
+        if (*armed && *cur != tv && tv == NULL)
+            event_remove_timer(ev); /* event_add(ev, NULL) would keep the old timer */
+        else if (!*armed || *cur != tv)
             event_add(ev, tv);
-            *cur = tv;
-        }
+        *cur = tv;
         *armed = 1;
     } else if (*armed) {
         event_del(ev);
@@ -124,8 +141,12 @@ static void conn_arm(struct weir_conn *c)
                 rtv = c->rd_tmo;
             }
         }
-        if (evbuffer_get_length(c->out) > 0 || (c->shut_wr && !c->shut_done)) {
-            if (c->send_blocked && (c->want & WEIR_WANT_READ)) {
+        /* Output is written eagerly by weir_conn_flush(): EV_WRITE is
+         * armed only for a send that found the socket full (or the
+         * transport wanting the other readiness), never merely because
+         * bytes were queued: that would cost two epoll_ctl per write. */
+        if (c->send_blocked && (evbuffer_get_length(c->out) > 0 || (c->shut_wr && !c->shut_done))) {
+            if (c->want & WEIR_WANT_READ) {
                 need_r = 1;
                 if (rtv == NULL)
                     rtv = c->wr_tmo;
@@ -185,7 +206,10 @@ static int do_send(struct weir_conn *c)
 /* One recv. Returns the event to deliver, or 0 for none. */
 static int do_recv(struct weir_conn *c)
 {
-    ssize_t n = c->xprt->recv(c, c->in, WEIR_CONN_READ_SIZE);
+    size_t max = WEIR_CONN_READ_SIZE, have = evbuffer_get_length(c->in);
+    if (c->rd_max != 0 && c->rd_max - have < max) /* never past the read limit */
+        max = c->rd_max - have;
+    ssize_t n = c->xprt->recv(c, c->in, max);
     if (n > 0) {
         c->recv_blocked = 0;
         c->last_read = (size_t)n;

@@ -45,8 +45,9 @@
 
 #include "weir/core.h"
 
-/* Bytes reserved in c->in for one recv (the fixed read size). */
-#define WEIR_CONN_READ_SIZE 16384
+/* Bytes reserved in c->in for one recv (the fixed read size): a 16 KiB
+ * evbuffer chunk with its header. */
+#define WEIR_CONN_READ_SIZE (16384 - 128)
 
 struct weir_conn;
 
@@ -217,7 +218,9 @@ void weir_conn_quickack(struct weir_conn *c);
 void weir_conn_update(struct weir_conn *c);
 
 /*
- * Send what c->out holds now; arm EV_WRITE for what is left.
+ * Send what c->out holds now; arm EV_WRITE for what is left. Queued bytes
+ * go out only through this call (or the write event once a call found the
+ * socket full): the owner flushes after queuing.
  * Returns WEIR_OK (c->out empty), WEIR_AGAIN (bytes left; the handler gets
  * WEIR_CONN_WRITE once they drain to wr_lowat), WEIR_ERROR (c->error set;
  * the owner handles it: the handler is not called for it).

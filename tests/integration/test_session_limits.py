@@ -300,3 +300,36 @@ def test_431_then_lingering_close_not_reset(procs):
         assert got.startswith(b"HTTP/1.1 431 "), results
         assert err is None, results
     assert w.alive()
+
+
+def test_slow_readers_memory_bounded(procs):
+    """Defect 18: a client reading a big response slowly costs weir a bounded
+    amount of memory (about 780 KiB before; HAProxy ~54 KiB): both buffers
+    of the exchange stop at 16 KiB and the kernel's socket buffers hold the
+    rest."""
+    if ASAN:
+        return  # ASan's quarantine keeps freed memory: RSS says nothing there
+    o = procs.origin("a")
+    w = procs.weir(pools=[pool("p", [o])])
+    with HttpConn(w.port) as c:
+        assert c.get("/warm?size=100000").status == 200
+    time.sleep(0.3)
+    n = 50
+    base = w.rss()
+    conns = []
+    try:
+        for i in range(n):
+            c = HttpConn(w.port, timeout=tf(10))
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.send(build_request("GET", "/slow%d?size=50000000" % i))
+            conns.append(c)
+        time.sleep(tf(2))
+        per = (w.rss() - base) / n
+        # every one of them is still being served
+        for c in conns[:5]:
+            r = c.read_head()
+            assert r.status == 200, r
+    finally:
+        for c in conns:
+            c.close()
+    assert per < 90, "%.1f KiB per slow-reading connection" % per
