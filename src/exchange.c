@@ -25,22 +25,22 @@ size_t weir_x_read_hwm(const struct weir_rt *rt)
 
 void weir_x_release_server(struct weir_session *s)
 {
-    if (s->server == NULL)
+    if (s->x->server == NULL)
         return;
-    atomic_fetch_sub_explicit(&s->server->active, 1, memory_order_relaxed);
-    if (s->pool != NULL && s->pool->lb->release != NULL)
-        s->pool->lb->release(s->pool->lb_state[s->w->id], s->server);
-    s->server = NULL;
+    atomic_fetch_sub_explicit(&s->x->server->active, 1, memory_order_relaxed);
+    if (s->x->pool != NULL && s->x->pool->lb->release != NULL)
+        s->x->pool->lb->release(s->x->pool->lb_state[s->w->id], s->x->server);
+    s->x->server = NULL;
 }
 
 void weir_x_drop_upstream(struct weir_session *s)
 {
-    if (s->up != NULL) {
-        weir_up_close(s->up);
+    if (s->x->up != NULL) {
+        weir_up_close(s->x->up);
         weir_stats_gauge_add(s->w->id, WEIR_G_UP_ACTIVE, -1);
-        s->up = NULL;
+        s->x->up = NULL;
     }
-    s->up_ready = 0;
+    s->x->up_ready = 0;
 }
 
 void weir_x_set_gauge(struct weir_session *s, int g)
@@ -61,12 +61,12 @@ void weir_x_note_outcome(struct weir_session *s, int outcome)
                                 [WEIR_OUTCOME_RESET] = WEIR_UPERR_RESET,
                                 [WEIR_OUTCOME_TIMEOUT] = WEIR_UPERR_TIMEOUT,
                                 [WEIR_OUTCOME_5XX] = WEIR_UPERR_5XX};
-    if (s->server == NULL || s->pool == NULL)
+    if (s->x->server == NULL || s->x->pool == NULL)
         return;
-    weir_health_report(s->pool, s->server, outcome);
+    weir_health_report(s->x->pool, s->x->server, outcome);
     if (outcome != WEIR_OUTCOME_OK) {
-        weir_stats_upstream_error(s->server->stats, s->w->id, uperr[outcome]);
-        weir_stats_upstream_error(s->pool->stats, s->w->id, uperr[outcome]);
+        weir_stats_upstream_error(s->x->server->stats, s->w->id, uperr[outcome]);
+        weir_stats_upstream_error(s->x->pool->stats, s->w->id, uperr[outcome]);
         weir_stats_upstream_error(weir_stats_global(), s->w->id, uperr[outcome]);
     }
 }
@@ -77,64 +77,65 @@ void weir_x_lf_set(struct weir_session *s, int idx, const char *p, size_t n)
 {
     if (n > 4096)
         n = 4096;
-    if (s->lf_len + n + 1 > s->lf_cap) {
-        size_t ncap = s->lf_cap ? s->lf_cap : 256;
-        while (ncap < s->lf_len + n + 1)
+    if (s->x->lf_len + n + 1 > s->x->lf_cap) {
+        size_t ncap = s->x->lf_cap ? s->x->lf_cap : 256;
+        while (ncap < s->x->lf_len + n + 1)
             ncap *= 2;
-        char *np = realloc(s->lf, ncap);
+        char *np = realloc(s->x->lf, ncap);
         if (np == NULL)
             return;
-        s->lf = np;
-        s->lf_cap = ncap;
+        s->x->lf = np;
+        s->x->lf_cap = ncap;
     }
-    memcpy(s->lf + s->lf_len, p, n);
-    s->lf_off[idx] = (uint32_t)s->lf_len;
-    s->lf_n[idx] = (uint32_t)n;
-    s->lf_len += n;
-    s->lf[s->lf_len++] = '\0';
+    memcpy(s->x->lf + s->x->lf_len, p, n);
+    s->x->lf_off[idx] = (uint32_t)s->x->lf_len;
+    s->x->lf_n[idx] = (uint32_t)n;
+    s->x->lf_len += n;
+    s->x->lf[s->x->lf_len++] = '\0';
 }
 
 static const char *lf_get(const struct weir_session *s, int idx, size_t *n)
 {
-    *n = s->lf_n[idx];
-    return *n ? s->lf + s->lf_off[idx] : NULL;
+    *n = s->x->lf_n[idx];
+    return *n ? s->x->lf + s->x->lf_off[idx] : NULL;
 }
 
 static void record_stats(struct weir_session *s, uint64_t now)
 {
     struct weir_stats_sample smp = {
-        .status = s->status,
-        .ttfb_us = s->t_first && s->t_up ? s->t_first - s->t_up : 0,
-        .total_us = now - s->t_start,
-        .bytes_in = s->bytes_in,
-        .bytes_out = s->bytes_out,
-        .retries = s->ntried > 1 ? s->ntried - 1 : 0,
+        .status = s->x->status,
+        .ttfb_us = s->x->t_first && s->x->t_up ? s->x->t_first - s->x->t_up : 0,
+        .total_us = now - s->x->t_start,
+        .bytes_in = s->x->bytes_in,
+        .bytes_out = s->x->bytes_out,
+        .retries = s->x->ntried > 1 ? s->x->ntried - 1 : 0,
         .now_us = now,
     };
     int id = s->w->id;
     weir_stats_record(weir_stats_global(), id, &smp);
-    if (s->pool != NULL)
-        weir_stats_record(s->pool->stats, id, &smp);
-    if (s->route != NULL)
-        weir_stats_record(s->route->stats, id, &smp);
-    if (s->ntried > 0)
-        weir_stats_record(s->tried[s->ntried - 1]->stats, id, &smp);
+    if (s->x->pool != NULL)
+        weir_stats_record(s->x->pool->stats, id, &smp);
+    if (s->x->route != NULL)
+        weir_stats_record(s->x->route->stats, id, &smp);
+    if (s->x->ntried > 0)
+        weir_stats_record(s->x->tried[s->x->ntried - 1]->stats, id, &smp);
 }
 
 void weir_x_tunnel_detach(struct weir_session *s)
 {
     record_stats(s, weir_now_us());
-    if (s->pool != NULL)
-        weir_x_lf_set(s, LF_POOL, s->pool->name, strlen(s->pool->name));
-    if (s->ntried > 0)
-        weir_x_lf_set(s, LF_UP, s->tried[s->ntried - 1]->address, strlen(s->tried[s->ntried - 1]->address));
+    if (s->x->pool != NULL)
+        weir_x_lf_set(s, LF_POOL, s->x->pool->name, strlen(s->x->pool->name));
+    if (s->x->ntried > 0)
+        weir_x_lf_set(s, LF_UP, s->x->tried[s->x->ntried - 1]->address,
+                      strlen(s->x->tried[s->x->ntried - 1]->address));
     weir_x_release_server(s);
-    s->pool = NULL;
-    s->route = NULL;
-    s->detached = 1;
-    if (s->rt != NULL) {
-        weir_rt_release(s->rt);
-        s->rt = NULL;
+    s->x->pool = NULL;
+    s->x->route = NULL;
+    s->x->detached = 1;
+    if (s->x->rt != NULL) {
+        weir_rt_release(s->x->rt);
+        s->x->rt = NULL;
     }
 }
 
@@ -142,29 +143,29 @@ void weir_x_log(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
     uint64_t now = weir_now_us();
-    if (!s->detached)
+    if (!s->x->detached)
         record_stats(s, now);
     if (weir_alog_fd() < 0)
         return;
     struct weir_access_rec r = {
         .client = s->peer,
-        .rid = s->rid,
-        .rid_len = strlen(s->rid),
-        .http10 = s->version == 10,
-        .status = s->status,
-        .bytes = s->bytes_out,
-        .pool = s->pool != NULL ? s->pool->name : NULL,
-        .upstream = s->ntried > 0 ? s->tried[s->ntried - 1]->address : NULL,
-        .upstream_s = s->t_first && s->t_up ? (double)(s->t_first - s->t_up) / 1e6 : -1,
-        .total_s = (double)(now - s->t_start) / 1e6,
-        .tries = s->ntried,
+        .rid = s->x->rid,
+        .rid_len = strlen(s->x->rid),
+        .http10 = s->x->version == 10,
+        .status = s->x->status,
+        .bytes = s->x->bytes_out,
+        .pool = s->x->pool != NULL ? s->x->pool->name : NULL,
+        .upstream = s->x->ntried > 0 ? s->x->tried[s->x->ntried - 1]->address : NULL,
+        .upstream_s = s->x->t_first && s->x->t_up ? (double)(s->x->t_first - s->x->t_up) / 1e6 : -1,
+        .total_s = (double)(now - s->x->t_start) / 1e6,
+        .tries = s->x->ntried,
     };
     r.method = lf_get(s, LF_METHOD, &r.method_len);
     r.target = lf_get(s, LF_TARGET, &r.target_len);
     r.host = lf_get(s, LF_HOST, &r.host_len);
     r.referer = lf_get(s, LF_REFERER, &r.referer_len);
     r.ua = lf_get(s, LF_UA, &r.ua_len);
-    if (s->detached) {
+    if (s->x->detached) {
         size_t n;
         r.pool = lf_get(s, LF_POOL, &n);
         r.upstream = lf_get(s, LF_UP, &n);
@@ -179,9 +180,10 @@ void weir_x_log(struct weir_session *s)
 
 static void filter_detach(struct weir_session *s, int i, int complete)
 {
-    struct weir_filter_slot f = s->filters[i];
-    memmove(&s->filters[i], &s->filters[i + 1], (size_t)(s->nfilters - i - 1) * sizeof(s->filters[0]));
-    s->nfilters--;
+    struct weir_filter_slot f = s->x->filters[i];
+    memmove(&s->x->filters[i], &s->x->filters[i + 1],
+            (size_t)(s->x->nfilters - i - 1) * sizeof(s->x->filters[0]));
+    s->x->nfilters--;
     if (complete && f.f->on_end != NULL)
         f.f->on_end((struct weir_exchange *)s, f.data);
     else if (!complete && f.f->on_abort != NULL)
@@ -190,8 +192,8 @@ static void filter_detach(struct weir_session *s, int i, int complete)
 
 void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m)
 {
-    for (int i = 0; i < s->nfilters;) {
-        const struct weir_filter_slot *f = &s->filters[i];
+    for (int i = 0; i < s->x->nfilters;) {
+        const struct weir_filter_slot *f = &s->x->filters[i];
         if (f->f->on_head != NULL && f->f->on_head((struct weir_exchange *)s, f->data, m) != WEIR_OK)
             filter_detach(s, i, 0);
         else
@@ -201,8 +203,8 @@ void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m)
 
 void weir_x_filters_data(struct weir_session *s, const char *p, size_t n)
 {
-    for (int i = 0; i < s->nfilters;) {
-        const struct weir_filter_slot *f = &s->filters[i];
+    for (int i = 0; i < s->x->nfilters;) {
+        const struct weir_filter_slot *f = &s->x->filters[i];
         if (f->f->on_data != NULL && f->f->on_data((struct weir_exchange *)s, f->data, p, n) != WEIR_OK)
             filter_detach(s, i, 0);
         else
@@ -212,54 +214,42 @@ void weir_x_filters_data(struct weir_session *s, const char *p, size_t n)
 
 void weir_x_filters_end(struct weir_session *s, int complete)
 {
-    while (s->nfilters > 0)
+    while (s->x->nfilters > 0)
         filter_detach(s, 0, complete);
 }
 
-/* ---- reset ---- */
+/* ---- begin / end ---- */
+
+int weir_x_begin(struct weir_session *s)
+{
+    struct weir_xstate *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return WEIR_ERROR;
+    s->x = x;
+    return WEIR_OK;
+}
 
 void weir_x_reset(struct weir_session *s)
 {
+    struct weir_xstate *x = s->x;
+    if (x == NULL)
+        return;
     weir_x_filters_end(s, 0);
     weir_x_release_server(s);
     weir_x_drop_upstream(s);
-    if (s->rt != NULL) {
-        weir_rt_release(s->rt);
-        s->rt = NULL;
-    }
-    free(s->reqcopy);
-    free(s->reqmsg);
-    free(s->host_copy);
-    free(s->target_copy);
-    free(s->up_proto);
-    s->up_proto = NULL;
-    s->reqcopy = s->host_copy = s->target_copy = NULL;
-    s->reqmsg = NULL;
-    s->pool = NULL;
-    s->route = NULL;
-    s->bytes_in = 0;
-    s->ntried = 0;
-    s->fresh_retry = 0;
-    s->reached = 0;
-    s->detached = 0;
-    s->req_done = s->req_consumed = 0;
-    s->resp_started = s->resp_sent = s->resp_done = 0;
-    s->head_p = NULL;
-    s->head_len = 0;
-    s->answer_close = 0;
-    s->resp_scan_pos = s->resp_scan_lines = 0;
-    s->status = 0;
-    s->answer = 0;
-    s->detail = NULL;
-    s->answered = 0;
-    s->hooks_run = 0;
-    s->bytes_out = 0;
-    s->upgrade = 0;
-    s->dechunk = 0;
-    s->rid[0] = '\0';
-    s->lf_len = 0;
-    memset(s->lf_n, 0, sizeof(s->lf_n));
-    s->t_up = s->t_first = 0;
+    if (x->timer_on)
+        evtimer_del(&x->timer);
+    if (x->rt != NULL)
+        weir_rt_release(x->rt);
+    free(x->up_proto);
+    free(x->reqcopy);
+    free(x->reqmsg);
+    free(x->host_copy);
+    free(x->target_copy);
+    free(x->uphead);
+    free(x->lf);
+    free(x);
+    s->x = NULL;
 }
 
 /* ---- helpers ---- */
@@ -302,11 +292,11 @@ int weir_x_out_full(struct weir_conn *c)
 int weir_exchange_add_filter(struct weir_exchange *x, const struct weir_resp_filter *f, void *fdata)
 {
     struct weir_session *s = (struct weir_session *)x;
-    if (s->nfilters >= WEIR_EXCHANGE_MAX_FILTERS)
+    if (s->x->nfilters >= WEIR_EXCHANGE_MAX_FILTERS)
         return WEIR_ERROR;
-    s->filters[s->nfilters].f = f;
-    s->filters[s->nfilters].data = fdata;
-    s->nfilters++;
+    s->x->filters[s->x->nfilters].f = f;
+    s->x->filters[s->x->nfilters].data = fdata;
+    s->x->nfilters++;
     return WEIR_OK;
 }
 
@@ -314,12 +304,12 @@ int weir_exchange_respond(struct weir_exchange *x, int status, const char *field
                           struct evbuffer *body)
 {
     struct weir_session *s = (struct weir_session *)x;
-    if (s->answered)
+    if (s->x->answered)
         return WEIR_ERROR;
     size_t blen = body != NULL ? evbuffer_get_length(body) : 0;
-    int close = s->close_after || !s->req_done;
+    int close = s->close_after || !s->x->req_done;
     struct weir_sbuf b = {0};
-    if (weir_http_build_answer_head(&b, status, fields, fields_len, blen, s->rid, close) != WEIR_OK) {
+    if (weir_http_build_answer_head(&b, status, fields, fields_len, blen, s->x->rid, close) != WEIR_OK) {
         weir_sbuf_free(&b);
         return WEIR_ERROR;
     }
@@ -329,28 +319,28 @@ int weir_exchange_respond(struct weir_exchange *x, int status, const char *field
     }
     weir_sbuf_free(&b);
     if (body != NULL) {
-        if (s->method_id != WEIR_HTTP_HEAD) {
+        if (s->x->method_id != WEIR_HTTP_HEAD) {
             evbuffer_add_buffer(s->cc->out, body);
-            s->bytes_out = blen;
+            s->x->bytes_out = blen;
         } else {
             evbuffer_drain(body, blen);
         }
     }
     if (close)
         s->close_after = 1;
-    s->status = status;
-    s->answered = 1;
-    s->resp_sent = 1;
+    s->x->status = status;
+    s->x->answered = 1;
+    s->x->resp_sent = 1;
     return WEIR_OK;
 }
 
 const struct weir_http_msg *weir_exchange_request(struct weir_exchange *x)
 {
     struct weir_session *s = (struct weir_session *)x;
-    if (s->reqmsg != NULL)
-        return s->reqmsg;
+    if (s->x->reqmsg != NULL)
+        return s->x->reqmsg;
     const struct weir_http_msg *m = &s->w->msg;
-    if (s->head_p == NULL) /* only during on_request */
+    if (s->x->head_p == NULL) /* only during on_request */
         return NULL;
     char *copy = malloc(m->head_len);
     struct weir_http_msg *msg = malloc(sizeof(*msg));
@@ -359,15 +349,15 @@ const struct weir_http_msg *weir_exchange_request(struct weir_exchange *x)
         free(msg);
         return NULL;
     }
-    memcpy(copy, s->head_p, m->head_len);
+    memcpy(copy, s->x->head_p, m->head_len);
     weir_http_msg_reset(msg);
     if (weir_http_parse_request(copy, m->head_len, m->head_len + 1, msg) != WEIR_OK) {
         free(copy);
         free(msg);
         return NULL;
     }
-    s->reqcopy = copy;
-    s->reqmsg = msg;
+    s->x->reqcopy = copy;
+    s->x->reqmsg = msg;
     return msg;
 }
 
@@ -378,5 +368,6 @@ int weir_exchange_worker_id(const struct weir_exchange *x)
 
 const char *weir_exchange_request_id(const struct weir_exchange *x)
 {
-    return ((const struct weir_session *)x)->rid;
+    const struct weir_session *s = (const struct weir_session *)x;
+    return s->x != NULL ? s->x->rid : "";
 }

@@ -26,10 +26,10 @@ static void make_request_id(struct weir_session *s)
     uint64_t a = ((uint64_t)w->rid_salt << 32) | (uint32_t)w->id;
     uint64_t b = ++w->rid_seq;
     for (int i = 0; i < 16; i++)
-        s->rid[i] = hex[(a >> (60 - 4 * i)) & 15];
+        s->x->rid[i] = hex[(a >> (60 - 4 * i)) & 15];
     for (int i = 0; i < 16; i++)
-        s->rid[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
-    s->rid[32] = '\0';
+        s->x->rid[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
+    s->x->rid[32] = '\0';
 }
 
 /* Normalise host[:port] to lower-case host without port. Returns length or
@@ -78,7 +78,7 @@ static void route_path(const struct weir_http_msg *m, const char **p, size_t *n)
 
 static uint64_t hash_key(struct weir_session *s, const struct weir_http_msg *m)
 {
-    const struct weir_conf_pool *cp = s->pool->conf;
+    const struct weir_conf_pool *cp = s->x->pool->conf;
     if (cp->hash_key == WEIR_HASH_CLIENT_IP)
         return weir_lb_hash64(s->peer, s->peer_len);
     if (cp->hash_key == WEIR_HASH_HEADER && cp->hash_header != NULL) {
@@ -94,11 +94,11 @@ static uint64_t hash_key(struct weir_session *s, const struct weir_http_msg *m)
 /* Refuse with `status` after consuming the head. */
 static int refuse(struct weir_session *s, int status, const char *detail, int close)
 {
-    evbuffer_drain(s->cc->in, s->head_len);
-    s->head_p = NULL;
-    s->answer = status;
-    s->detail = detail;
-    s->answer_close = close;
+    evbuffer_drain(s->cc->in, s->x->head_len);
+    s->x->head_p = NULL;
+    s->x->answer = status;
+    s->x->detail = detail;
+    s->x->answer_close = close;
     return WEIR_ERROR;
 }
 
@@ -107,26 +107,26 @@ static int route(struct weir_session *s, struct weir_http_msg *m, const char *p)
 {
     struct weir_worker *w = s->w;
     s->scan_pos = s->scan_lines = 0;
-    s->head_p = p;
-    s->head_len = m->head_len;
+    s->x->head_p = p;
+    s->x->head_len = m->head_len;
     s->nreq++;
-    s->bytes_in = m->head_len;
+    s->x->bytes_in = m->head_len;
     weir_worker_sync_rt(w);
-    s->rt = w->rt;
-    weir_rt_retain(s->rt);
-    s->method_id = m->method_id;
-    s->version = m->version;
-    s->idempotent = is_idempotent(m->method_id);
-    s->req_body = m->body;
-    s->req_left = m->content_length;
-    s->req_done = m->body == WEIR_BODY_NONE || (m->body == WEIR_BODY_LENGTH && m->content_length == 0);
-    weir_chunked_init(&s->req_chunk);
+    s->x->rt = w->rt;
+    weir_rt_retain(s->x->rt);
+    s->x->method_id = m->method_id;
+    s->x->version = m->version;
+    s->x->idempotent = is_idempotent(m->method_id);
+    s->x->req_body = m->body;
+    s->x->req_left = m->content_length;
+    s->x->req_done = m->body == WEIR_BODY_NONE || (m->body == WEIR_BODY_LENGTH && m->content_length == 0);
+    weir_chunked_init(&s->x->req_chunk);
     s->close_after = !(m->flags & WEIR_HTTP_F_KEEPALIVE);
 
     int ri = weir_http_find_header(m, "x-request-id");
-    if (ri >= 0 && m->headers[ri].value_len > 0 && m->headers[ri].value_len < sizeof(s->rid)) {
-        memcpy(s->rid, m->headers[ri].value, m->headers[ri].value_len);
-        s->rid[m->headers[ri].value_len] = '\0';
+    if (ri >= 0 && m->headers[ri].value_len > 0 && m->headers[ri].value_len < sizeof(s->x->rid)) {
+        memcpy(s->x->rid, m->headers[ri].value, m->headers[ri].value_len);
+        s->x->rid[m->headers[ri].value_len] = '\0';
     } else {
         make_request_id(s);
     }
@@ -155,13 +155,13 @@ static int route(struct weir_session *s, struct weir_http_msg *m, const char *p)
     const char *path;
     size_t path_len;
     route_path(m, &path, &path_len);
-    const struct weir_route *rte = weir_rt_route(s->rt, host, (size_t)hl, path, path_len);
+    const struct weir_route *rte = weir_rt_route(s->x->rt, host, (size_t)hl, path, path_len);
     if (rte == NULL)
-        return refuse(s, 404, "no route for this host and path", !s->req_done);
-    s->pool = rte->pool;
-    s->route = rte;
-    s->upgrade = (m->flags & WEIR_HTTP_F_UPGRADE) != 0;
-    if (s->upgrade) {
+        return refuse(s, 404, "no route for this host and path", !s->x->req_done);
+    s->x->pool = rte->pool;
+    s->x->route = rte;
+    s->x->upgrade = (m->flags & WEIR_HTTP_F_UPGRADE) != 0;
+    if (s->x->upgrade) {
         int ui = weir_http_find_header(m, "upgrade");
         const struct weir_http_header *uh = &m->headers[ui];
         /* An h2c upgrade is never forwarded: a server that switches would
@@ -169,25 +169,25 @@ static int route(struct weir_session *s, struct weir_http_msg *m, const char *p)
          * request goes up as plain HTTP/1.1 (Upgrade and the fields named
          * in Connection, HTTP2-Settings, are hop-by-hop and dropped). */
         if (ui < 0 || weir_http_list_has(uh->value, uh->value_len, "h2c"))
-            s->upgrade = 0;
-        else if ((s->up_proto = strndup(uh->value, uh->value_len)) == NULL)
+            s->x->upgrade = 0;
+        else if ((s->x->up_proto = strndup(uh->value, uh->value_len)) == NULL)
             return refuse(s, 500, NULL, 1);
     }
-    s->hash = hash_key(s, m);
-    struct weir_sbuf b = {s->uphead, 0, s->uphead_cap, 0};
+    s->x->hash = hash_key(s, m);
+    struct weir_sbuf b = {s->x->uphead, 0, s->x->uphead_cap, 0};
     struct weir_up_head_params hp = {
         .host = hraw,
         .host_len = hraw_len,
         .client = s->peer,
         .client_len = s->peer_len,
         .proto = "http",
-        .rid = s->rid,
-        .upgrade = s->upgrade,
+        .rid = s->x->rid,
+        .upgrade = s->x->upgrade,
     };
     int rc = weir_http_build_upstream_head(&b, m, &hp);
-    s->uphead = b.p;
-    s->uphead_cap = b.cap;
-    s->uphead_len = b.len;
+    s->x->uphead = b.p;
+    s->x->uphead_cap = b.cap;
+    s->x->uphead_len = b.len;
     if (rc != WEIR_OK)
         return refuse(s, 500, NULL, 1);
     return WEIR_OK;
@@ -211,22 +211,22 @@ int weir_sreq_head(struct weir_session *s)
     m->scan_lines = s->scan_lines;
     int rc = weir_http_parse_request(p, want, max_head, m);
     if (rc == WEIR_AGAIN) {
-        s->scan_pos = m->scan_pos;
-        s->scan_lines = m->scan_lines;
+        s->scan_pos = (uint32_t)m->scan_pos;
+        s->scan_lines = (uint32_t)m->scan_lines;
         /* a head that can never complete */
         return s->cc->eof || s->peer_eof ? WEIR_DONE : WEIR_AGAIN;
     }
     if (rc != WEIR_OK) {
         weir_log_debug("client %s: bad request (%d): %s", s->peer, m->error_status,
                        m->error ? m->error : "invalid");
-        if (s->rid[0] == '\0')
+        if (s->x->rid[0] == '\0')
             make_request_id(s);
-        s->req_done = 1;
+        s->x->req_done = 1;
         s->scan_pos = s->scan_lines = 0;
         evbuffer_drain(in, len);
-        s->answer = m->error_status ? m->error_status : 400;
-        s->detail = m->error;
-        s->answer_close = 1;
+        s->x->answer = m->error_status ? m->error_status : 400;
+        s->x->detail = m->error;
+        s->x->answer_close = 1;
         return WEIR_ERROR;
     }
     return route(s, m, p);
@@ -241,23 +241,23 @@ int weir_sreq_info(struct weir_session *s, struct weir_req_info *ri)
     raw_host(m, &hraw, &hraw_len);
     int hl = normalize_host(hraw, hraw_len, host, sizeof(host));
     route_path(m, &path, &path_len);
-    free(s->host_copy);
-    free(s->target_copy);
-    s->host_copy = strndup(host, hl > 0 ? (size_t)hl : 0);
-    s->target_copy = strndup(path, path_len);
-    if (s->host_copy == NULL || s->target_copy == NULL)
+    free(s->x->host_copy);
+    free(s->x->target_copy);
+    s->x->host_copy = strndup(host, hl > 0 ? (size_t)hl : 0);
+    s->x->target_copy = strndup(path, path_len);
+    if (s->x->host_copy == NULL || s->x->target_copy == NULL)
         return WEIR_ERROR;
     *ri = (struct weir_req_info){
         .msg = m,
-        .method_id = s->method_id,
-        .host = s->host_copy,
+        .method_id = s->x->method_id,
+        .host = s->x->host_copy,
         .host_len = hl > 0 ? (size_t)hl : 0,
-        .target = s->target_copy,
+        .target = s->x->target_copy,
         .target_len = path_len,
-        .route = s->route,
-        .pool = s->pool,
-        .request_id = s->rid,
-        .has_body = !s->req_done,
+        .route = s->x->route,
+        .pool = s->x->pool,
+        .request_id = s->x->rid,
+        .has_body = !s->x->req_done,
     };
     return WEIR_OK;
 }
@@ -265,11 +265,11 @@ int weir_sreq_info(struct weir_session *s, struct weir_req_info *ri)
 void weir_sreq_consume(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
-    evbuffer_drain(s->cc->in, s->head_len);
-    s->head_p = NULL;
+    evbuffer_drain(s->cc->in, s->x->head_len);
+    s->x->head_p = NULL;
     /* Client reading stays on for the whole exchange (no epoll churn): a
      * body waits in the client buffer until a server is connected, bounded
      * by the read high-water mark, and so do pipelined requests. The body
      * read timeout only applies while a body is expected. */
-    weir_conn_set_timeouts(s->cc, s->req_done ? NULL : w->tv_body, w->tv_idle);
+    weir_conn_set_timeouts(s->cc, s->x->req_done ? NULL : w->tv_body, w->tv_idle);
 }

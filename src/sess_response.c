@@ -28,11 +28,11 @@ static void send_head(struct weir_session *s, const struct weir_http_msg *m, int
     b->len = 0;
     b->oom = 0;
     struct weir_resp_head_params p = {
-        .rid = s->rid,
+        .rid = s->x->rid,
         .interim = interim,
-        .chunked = s->resp_body == WEIR_BODY_CHUNKED && !s->dechunk,
+        .chunked = s->x->resp_body == WEIR_BODY_CHUNKED && !s->x->dechunk,
         .close = s->close_after,
-        .http10 = s->version == 10,
+        .http10 = s->x->version == 10,
     };
     if (weir_http_build_response_head(b, m, &p) == WEIR_OK)
         evbuffer_add(s->cc->out, b->p, b->len);
@@ -84,13 +84,13 @@ static int token_in(const char *list, size_t n, const char *t, size_t tn)
 static int switch_allowed(const struct weir_session *s, const struct weir_http_msg *m)
 {
     int ui = weir_http_find_header(m, "upgrade");
-    if (ui < 0 || s->up_proto == NULL)
+    if (ui < 0 || s->x->up_proto == NULL)
         return 0;
     const struct weir_http_header *h = &m->headers[ui];
     size_t pos = 0, k, n = 0;
     const char *tok;
     while ((k = next_token(h->value, h->value_len, &pos, &tok)) != 0) {
-        if (!token_in(s->up_proto, strlen(s->up_proto), tok, k))
+        if (!token_in(s->x->up_proto, strlen(s->x->up_proto), tok, k))
             return 0;
         n++;
     }
@@ -100,7 +100,7 @@ static int switch_allowed(const struct weir_session *s, const struct weir_http_m
 int weir_sresp_head(struct weir_session *s, int *tunnel)
 {
     struct weir_worker *w = s->w;
-    struct evbuffer *in = s->up->conn->in;
+    struct evbuffer *in = s->x->up->conn->in;
     *tunnel = 0;
     for (;;) {
         size_t len = evbuffer_get_length(in);
@@ -109,78 +109,78 @@ int weir_sresp_head(struct weir_session *s, int *tunnel)
         /* Interim heads the client has not read pile up in its output:
          * stop here until it drains (the server's input fills to its read
          * limit and reading stops; the client's write event resumes). */
-        if (s->resp_started && weir_x_out_full(s->cc))
+        if (s->x->resp_started && weir_x_out_full(s->cc))
             return WEIR_AGAIN;
-        s->resp_started = 1;
-        size_t max_head = s->rt->conf->limits.header_bytes;
+        s->x->resp_started = 1;
+        size_t max_head = s->x->rt->conf->limits.header_bytes;
         size_t cap = max_head + 4;
         size_t want = len < cap ? len : cap;
         const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
         struct weir_http_msg *m = &w->msg;
-        m->scan_pos = s->resp_scan_pos;
-        m->scan_lines = s->resp_scan_lines;
-        int rc = weir_http_parse_response(p, want, max_head, s->method_id, m);
+        m->scan_pos = s->x->resp_scan_pos;
+        m->scan_lines = s->x->resp_scan_lines;
+        int rc = weir_http_parse_response(p, want, max_head, s->x->method_id, m);
         if (rc == WEIR_AGAIN) {
-            s->resp_scan_pos = m->scan_pos;
-            s->resp_scan_lines = m->scan_lines;
+            s->x->resp_scan_pos = m->scan_pos;
+            s->x->resp_scan_lines = m->scan_lines;
             return WEIR_AGAIN;
         }
         if (rc != WEIR_OK) {
-            weir_log_warn("pool %s server %s: invalid response: %s", s->pool->name, s->server->address,
+            weir_log_warn("pool %s server %s: invalid response: %s", s->x->pool->name, s->x->server->address,
                           m->error ? m->error : "malformed");
             weir_x_note_outcome(s, WEIR_OUTCOME_RESET);
-            s->answer = 502;
-            s->detail = "invalid response from server";
-            s->answer_close = !s->req_done || s->req_consumed;
+            s->x->answer = 502;
+            s->x->detail = "invalid response from server";
+            s->x->answer_close = !s->x->req_done || s->x->req_consumed;
             return WEIR_ERROR;
         }
-        s->resp_scan_pos = s->resp_scan_lines = 0;
+        s->x->resp_scan_pos = s->x->resp_scan_lines = 0;
         if (m->status < 200 && m->status != 101) {
             /* Interim responses go to HTTP/1.1 clients only. */
-            if (s->version == 11)
+            if (s->x->version == 11)
                 send_head(s, m, 1);
             evbuffer_drain(in, m->head_len);
             continue;
         }
-        if (s->t_first == 0)
-            s->t_first = weir_now_us();
-        s->status = m->status;
+        if (s->x->t_first == 0)
+            s->x->t_first = weir_now_us();
+        s->x->status = m->status;
         weir_x_note_outcome(s, m->status >= 500 ? WEIR_OUTCOME_5XX : WEIR_OUTCOME_OK);
         if (m->status == 101) {
-            if (!s->upgrade || !switch_allowed(s, m)) {
-                weir_log_warn("pool %s server %s: 101 %s", s->pool->name, s->server->address,
-                              s->upgrade ? "switches to a protocol the client did not request"
-                                         : "without an upgrade request");
-                s->answer = 502;
-                s->detail = "invalid response from server";
-                s->answer_close = !s->req_done || s->req_consumed;
+            if (!s->x->upgrade || !switch_allowed(s, m)) {
+                weir_log_warn("pool %s server %s: 101 %s", s->x->pool->name, s->x->server->address,
+                              s->x->upgrade ? "switches to a protocol the client did not request"
+                                            : "without an upgrade request");
+                s->x->answer = 502;
+                s->x->detail = "invalid response from server";
+                s->x->answer_close = !s->x->req_done || s->x->req_consumed;
                 return WEIR_ERROR;
             }
             send_head(s, m, 0);
-            s->resp_sent = 1;
+            s->x->resp_sent = 1;
             evbuffer_drain(in, m->head_len);
             weir_x_filters_end(s, 0); /* a tunnel is not a response body */
             *tunnel = 1;
             return WEIR_OK;
         }
-        s->resp_body = m->body;
-        s->resp_left = m->content_length;
-        weir_chunked_init(&s->resp_chunk);
-        s->resp_keepalive = (m->flags & WEIR_HTTP_F_KEEPALIVE) != 0;
-        if (m->body == WEIR_BODY_CHUNKED && s->version == 10) {
-            s->dechunk = 1;
+        s->x->resp_body = m->body;
+        s->x->resp_left = m->content_length;
+        weir_chunked_init(&s->x->resp_chunk);
+        s->x->resp_keepalive = (m->flags & WEIR_HTTP_F_KEEPALIVE) != 0;
+        if (m->body == WEIR_BODY_CHUNKED && s->x->version == 10) {
+            s->x->dechunk = 1;
             s->close_after = 1;
         }
         if (m->body == WEIR_BODY_EOF)
             s->close_after = 1;
-        if (!s->req_done)
+        if (!s->x->req_done)
             s->close_after = 1; /* the server answered before the whole body */
         send_head(s, m, 0);
-        s->resp_sent = 1;
+        s->x->resp_sent = 1;
         /* the head is read: the body needs no more than the output's
          * high-water mark buffered on this side */
-        s->up->conn->rd_max = WEIR_S_HWM;
-        if (s->nfilters > 0)
+        s->x->up->conn->rd_max = WEIR_S_HWM;
+        if (s->x->nfilters > 0)
             weir_x_filters_head(s, m);
         evbuffer_drain(in, m->head_len);
         return WEIR_OK;
@@ -191,11 +191,11 @@ int weir_sresp_head(struct weir_session *s, int *tunnel)
 static void payload_cb(void *ud, const char *p, size_t n)
 {
     struct weir_session *s = ud;
-    if (s->dechunk) {
+    if (s->x->dechunk) {
         evbuffer_add(s->cc->out, p, n);
-        s->bytes_out += n;
+        s->x->bytes_out += n;
     }
-    if (s->nfilters > 0)
+    if (s->x->nfilters > 0)
         weir_x_filters_data(s, p, n);
 }
 
@@ -204,7 +204,7 @@ static void filter_span(struct weir_session *s, struct evbuffer *in, size_t n)
 {
     struct evbuffer_ptr pos;
     evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
-    while (n > 0 && s->nfilters > 0) {
+    while (n > 0 && s->x->nfilters > 0) {
         struct evbuffer_iovec v[8];
         int nv = evbuffer_peek(in, (ev_ssize_t)n, &pos, v, 8);
         if (nv <= 0)
@@ -223,23 +223,23 @@ static void filter_span(struct weir_session *s, struct evbuffer *in, size_t n)
 
 static void move_span(struct weir_session *s, struct evbuffer *in, size_t n)
 {
-    if (s->nfilters > 0)
+    if (s->x->nfilters > 0)
         filter_span(s, in, n);
     evbuffer_remove_buffer(in, s->cc->out, n);
-    s->bytes_out += n;
+    s->x->bytes_out += n;
 }
 
 static int body_done(struct weir_session *s)
 {
-    s->resp_done = 1;
+    s->x->resp_done = 1;
     weir_x_filters_end(s, 1);
     return WEIR_DONE;
 }
 
 int weir_sresp_body(struct weir_session *s)
 {
-    struct evbuffer *in = s->up->conn->in;
-    if (s->resp_body == WEIR_BODY_NONE || (s->resp_body == WEIR_BODY_LENGTH && s->resp_left == 0))
+    struct evbuffer *in = s->x->up->conn->in;
+    if (s->x->resp_body == WEIR_BODY_NONE || (s->x->resp_body == WEIR_BODY_LENGTH && s->x->resp_left == 0))
         return body_done(s);
     for (;;) {
         size_t avail = evbuffer_get_length(in);
@@ -252,28 +252,29 @@ int weir_sresp_body(struct weir_session *s)
             return WEIR_AGAIN;
         if (avail > room)
             avail = room;
-        if (s->resp_body == WEIR_BODY_LENGTH) {
-            size_t n = avail < s->resp_left ? avail : (size_t)s->resp_left;
+        if (s->x->resp_body == WEIR_BODY_LENGTH) {
+            size_t n = avail < s->x->resp_left ? avail : (size_t)s->x->resp_left;
             move_span(s, in, n);
-            s->resp_left -= n;
-            if (s->resp_left == 0)
+            s->x->resp_left -= n;
+            if (s->x->resp_left == 0)
                 return body_done(s);
-        } else if (s->resp_body == WEIR_BODY_CHUNKED) {
+        } else if (s->x->resp_body == WEIR_BODY_CHUNKED) {
             size_t total;
-            int need_cb = s->dechunk || s->nfilters > 0;
-            int rc = weir_x_chunked_scan(in, avail, &s->resp_chunk, &total, need_cb ? payload_cb : NULL, s);
+            int need_cb = s->x->dechunk || s->x->nfilters > 0;
+            int rc =
+                weir_x_chunked_scan(in, avail, &s->x->resp_chunk, &total, need_cb ? payload_cb : NULL, s);
             if (rc == WEIR_ERROR) {
-                weir_log_warn("pool %s server %s: malformed chunked response", s->pool->name,
-                              s->tried[s->ntried - 1]->address);
-                s->status = 502;
-                s->answer = 0;
+                weir_log_warn("pool %s server %s: malformed chunked response", s->x->pool->name,
+                              s->x->tried[s->x->ntried - 1]->address);
+                s->x->status = 502;
+                s->x->answer = 0;
                 return WEIR_ERROR;
             }
-            if (s->dechunk) {
+            if (s->x->dechunk) {
                 evbuffer_drain(in, total);
             } else {
                 evbuffer_remove_buffer(in, s->cc->out, total);
-                s->bytes_out += total;
+                s->x->bytes_out += total;
             }
             if (rc == WEIR_OK)
                 return body_done(s);
@@ -286,10 +287,10 @@ int weir_sresp_body(struct weir_session *s)
 /* 1 when what `in` holds completes the body. */
 static int body_buffered(struct weir_session *s, struct evbuffer *in)
 {
-    if (s->resp_body == WEIR_BODY_LENGTH)
-        return evbuffer_get_length(in) >= s->resp_left;
-    if (s->resp_body == WEIR_BODY_CHUNKED) {
-        struct weir_chunked tmp = s->resp_chunk;
+    if (s->x->resp_body == WEIR_BODY_LENGTH)
+        return evbuffer_get_length(in) >= s->x->resp_left;
+    if (s->x->resp_body == WEIR_BODY_CHUNKED) {
+        struct weir_chunked tmp = s->x->resp_chunk;
         size_t total;
         return weir_x_chunked_scan(in, evbuffer_get_length(in), &tmp, &total, NULL, NULL) == WEIR_OK;
     }
@@ -298,9 +299,9 @@ static int body_buffered(struct weir_session *s, struct evbuffer *in)
 
 int weir_sresp_upstream_end(struct weir_session *s, int ev)
 {
-    struct evbuffer *in = s->up->conn->in;
+    struct evbuffer *in = s->x->up->conn->in;
     if (ev == WEIR_CONN_EOF) {
-        if (s->resp_body == WEIR_BODY_EOF) {
+        if (s->x->resp_body == WEIR_BODY_EOF) {
             /* close-delimited body: take what is still buffered */
             move_span(s, in, evbuffer_get_length(in));
             weir_x_drop_upstream(s);
@@ -310,10 +311,10 @@ int weir_sresp_upstream_end(struct weir_session *s, int ev)
             return WEIR_AGAIN; /* the rest is buffered: it goes out as the client reads */
     }
     int timeout = ev == WEIR_CONN_TIMEOUT_R || ev == WEIR_CONN_TIMEOUT_W;
-    weir_log_warn("pool %s server %s: response cut short (%s)", s->pool->name,
-                  s->tried[s->ntried - 1]->address, timeout ? "timeout" : "connection lost");
+    weir_log_warn("pool %s server %s: response cut short (%s)", s->x->pool->name,
+                  s->x->tried[s->x->ntried - 1]->address, timeout ? "timeout" : "connection lost");
     weir_x_note_outcome(s, timeout ? WEIR_OUTCOME_TIMEOUT : WEIR_OUTCOME_RESET);
-    s->answer = 0;
+    s->x->answer = 0;
     return WEIR_ERROR;
 }
 
@@ -338,20 +339,20 @@ static size_t tunnel_move(struct weir_conn *from, struct weir_conn *to)
 void weir_stunnel_start(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
-    s->req_done = 1;
+    s->x->req_done = 1;
     weir_x_tunnel_detach(s);
     s->cc->wr_lowat = WEIR_S_LWM;
     s->cc->rd_max = WEIR_S_HWM;
-    s->up->conn->rd_max = WEIR_S_HWM;
+    s->x->up->conn->rd_max = WEIR_S_HWM;
     weir_conn_set_timeouts(s->cc, w->tv_idle, w->tv_idle);
-    weir_conn_set_timeouts(s->up->conn, w->tv_idle, w->tv_idle);
+    weir_conn_set_timeouts(s->x->up->conn, w->tv_idle, w->tv_idle);
 }
 
 int weir_stunnel_move(struct weir_session *s)
 {
-    struct weir_conn *uc = s->up->conn;
-    s->bytes_out += tunnel_move(uc, s->cc);
-    s->bytes_in += tunnel_move(s->cc, uc);
+    struct weir_conn *uc = s->x->up->conn;
+    s->x->bytes_out += tunnel_move(uc, s->cc);
+    s->x->bytes_in += tunnel_move(s->cc, uc);
     if ((uc->eof || uc->error) && evbuffer_get_length(uc->in) == 0)
         return WEIR_DONE;
     return WEIR_AGAIN;

@@ -23,10 +23,10 @@ static int give_up(struct weir_session *s, int status, const char *detail)
 {
     weir_x_release_server(s);
     weir_x_drop_upstream(s);
-    s->answer = status;
-    s->detail = detail;
+    s->x->answer = status;
+    s->x->detail = detail;
     /* The body that was not forwarded would be read as the next request. */
-    s->answer_close = !s->req_done || s->req_consumed;
+    s->x->answer_close = !s->x->req_done || s->x->req_consumed;
     return WEIR_ERROR;
 }
 
@@ -36,7 +36,7 @@ static int give_up(struct weir_session *s, int status, const char *detail)
  * the request and answered badly or broke off. */
 static int out_of_servers(struct weir_session *s)
 {
-    if (s->reached)
+    if (s->x->reached)
         return give_up(s, 502, "no server could take the request");
     return give_up(s, 503, "no server accepted the connection");
 }
@@ -44,12 +44,13 @@ static int out_of_servers(struct weir_session *s)
 int weir_sup_start(struct weir_session *s, weir_conn_handler h)
 {
     struct weir_worker *w = s->w;
-    struct weir_pool *pool = s->pool;
+    struct weir_pool *pool = s->x->pool;
     int max_tries = 1 + pool->conf->retries;
     for (;;) {
-        if (s->ntried >= max_tries || s->ntried >= WEIR_S_MAX_TRIES)
+        if (s->x->ntried >= max_tries || s->x->ntried >= WEIR_S_MAX_TRIES)
             return out_of_servers(s);
-        struct weir_lb_ctx ctx = {.hash = s->hash, .exclude = s->tried, .nexclude = (size_t)s->ntried};
+        struct weir_lb_ctx ctx = {
+            .hash = s->x->hash, .exclude = s->x->tried, .nexclude = (size_t)s->x->ntried};
         struct weir_server *srv = pool->lb->pick(pool->lb_state[w->id], &pool->set, &ctx);
         if (srv == NULL && pool->conf->panic && weir_health_pool_all_down(pool)) {
             /* Every server is down by checks: sending to all of them beats
@@ -58,29 +59,29 @@ int weir_sup_start(struct weir_session *s, weir_conn_handler h)
             srv = pool->lb->pick(pool->lb_state[w->id], &pool->set, &ctx);
         }
         if (srv == NULL) {
-            if (s->ntried == 0)
+            if (s->x->ntried == 0)
                 return give_up(s, 503, "no server available");
             return out_of_servers(s);
         }
-        s->server = srv;
+        s->x->server = srv;
         atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
-        s->tried[s->ntried++] = srv;
+        s->x->tried[s->x->ntried++] = srv;
         struct weir_upconn *c = NULL;
-        if (!s->fresh_retry)
-            c = weir_up_take_idle(w, srv, s->idempotent ? 0 : NONIDEM_MAX_IDLE_US);
+        if (!s->x->fresh_retry)
+            c = weir_up_take_idle(w, srv, s->x->idempotent ? 0 : NONIDEM_MAX_IDLE_US);
         if (c != NULL) {
-            s->up = c;
+            s->x->up = c;
             weir_stats_gauge_add(w->id, WEIR_G_UP_ACTIVE, 1);
-            s->up_reused = 1;
+            s->x->up_reused = 1;
             weir_conn_set_handler(c->conn, h, s);
             weir_sup_ready(s);
             return WEIR_OK;
         }
         c = weir_up_connect(w, srv, h, s);
         if (c != NULL) {
-            s->up = c;
+            s->x->up = c;
             weir_stats_gauge_add(w->id, WEIR_G_UP_ACTIVE, 1);
-            s->up_reused = 0;
+            s->x->up_reused = 0;
             return WEIR_AGAIN;
         }
         weir_log_warn("pool %s server %s: cannot create a connection", pool->name, srv->address);
@@ -94,36 +95,36 @@ static void request_sent(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
     weir_conn_set_timeouts(s->cc, NULL, w->tv_idle);
-    weir_conn_set_timeouts(s->up->conn, w->tv_upstream, w->tv_upstream);
+    weir_conn_set_timeouts(s->x->up->conn, w->tv_upstream, w->tv_upstream);
 }
 
 void weir_sup_ready(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
-    struct weir_conn *uc = s->up->conn;
-    s->up_ready = 1;
-    s->reached = 1;
-    s->up->connected = 1;
-    s->up->nreq++;
-    s->t_up = weir_now_us();
+    struct weir_conn *uc = s->x->up->conn;
+    s->x->up_ready = 1;
+    s->x->reached = 1;
+    s->x->up->connected = 1;
+    s->x->up->nreq++;
+    s->x->t_up = weir_now_us();
     uc->wr_lowat = WEIR_S_LWM;
-    uc->rd_max = weir_x_read_hwm(s->rt);
+    uc->rd_max = weir_x_read_hwm(s->x->rt);
     uc->reading = 1;
     /* upstream_response_ms runs from the moment the head goes up (also
      * when the client waits for 100 Continue before its body); body bytes
      * going up restart it (weir_sup_body). */
     weir_conn_set_timeouts(uc, w->tv_upstream, w->tv_upstream);
-    evbuffer_add(uc->out, s->uphead, s->uphead_len);
-    if (s->req_done)
+    evbuffer_add(uc->out, s->x->uphead, s->x->uphead_len);
+    if (s->x->req_done)
         request_sent(s);
 }
 
 int weir_sup_body(struct weir_session *s)
 {
     struct evbuffer *in = s->cc->in;
-    struct weir_conn *uc = s->up->conn;
+    struct weir_conn *uc = s->x->up->conn;
     int moved = 0;
-    while (!s->req_done) {
+    while (!s->x->req_done) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)
             break;
@@ -134,43 +135,43 @@ int weir_sup_body(struct weir_session *s)
             break;
         if (avail > room)
             avail = room;
-        if (s->req_body == WEIR_BODY_LENGTH) {
-            size_t n = avail < s->req_left ? avail : (size_t)s->req_left;
+        if (s->x->req_body == WEIR_BODY_LENGTH) {
+            size_t n = avail < s->x->req_left ? avail : (size_t)s->x->req_left;
             evbuffer_remove_buffer(in, uc->out, n);
             moved = 1;
-            s->bytes_in += n;
-            s->req_left -= n;
-            s->req_consumed = 1;
-            if (s->req_left == 0)
-                s->req_done = 1;
+            s->x->bytes_in += n;
+            s->x->req_left -= n;
+            s->x->req_consumed = 1;
+            if (s->x->req_left == 0)
+                s->x->req_done = 1;
         } else {
             size_t total;
-            int rc = weir_x_chunked_scan(in, avail, &s->req_chunk, &total, NULL, NULL);
+            int rc = weir_x_chunked_scan(in, avail, &s->x->req_chunk, &total, NULL, NULL);
             if (rc == WEIR_ERROR) {
                 weir_log_debug("client %s: malformed chunked request body", s->peer);
-                s->req_done = 1;
-                s->req_consumed = 1;
+                s->x->req_done = 1;
+                s->x->req_consumed = 1;
                 evbuffer_drain(in, evbuffer_get_length(in));
-                if (s->resp_started) {
+                if (s->x->resp_started) {
                     /* a response is on its way: nothing can be answered */
-                    if (s->status == 0)
-                        s->status = 400;
-                    s->answer = 0;
+                    if (s->x->status == 0)
+                        s->x->status = 400;
+                    s->x->answer = 0;
                     return WEIR_ERROR;
                 }
                 return give_up(s, 400, "malformed chunked body");
             }
             evbuffer_remove_buffer(in, uc->out, total);
             moved = 1;
-            s->bytes_in += total;
-            s->req_consumed = 1;
+            s->x->bytes_in += total;
+            s->x->req_consumed = 1;
             if (rc == WEIR_OK)
-                s->req_done = 1;
+                s->x->req_done = 1;
         }
     }
     if (moved)
         weir_conn_touch(uc);
-    if (!s->req_done)
+    if (!s->x->req_done)
         return WEIR_AGAIN;
     if (s->state == S_UPSTREAM)
         request_sent(s);
@@ -181,38 +182,38 @@ int weir_sup_body(struct weir_session *s)
 
 int weir_sup_failed(struct weir_session *s, int ev, weir_conn_handler h)
 {
-    struct weir_server *srv = s->server;
+    struct weir_server *srv = s->x->server;
     int timeout = ev == WEIR_CONN_TIMEOUT_R || ev == WEIR_CONN_TIMEOUT_W;
-    const char *why = timeout ? (s->up_ready ? "timeout" : "connect timeout")
-                              : (s->up_ready ? "connection reset before response" : "connect failed");
-    int err = s->up != NULL ? s->up->conn->err : 0;
-    if (!s->up_ready || !s->resp_started)
-        weir_log_warn("pool %s server %s: %s%s%s", s->pool->name, srv->address, why,
+    const char *why = timeout ? (s->x->up_ready ? "timeout" : "connect timeout")
+                              : (s->x->up_ready ? "connection reset before response" : "connect failed");
+    int err = s->x->up != NULL ? s->x->up->conn->err : 0;
+    if (!s->x->up_ready || !s->x->resp_started)
+        weir_log_warn("pool %s server %s: %s%s%s", s->x->pool->name, srv->address, why,
                       err && !timeout ? ": " : "", err && !timeout ? strerror(err) : "");
-    int stale = s->up_reused && !s->fresh_retry && !s->resp_started && !timeout;
+    int stale = s->x->up_reused && !s->x->fresh_retry && !s->x->resp_started && !timeout;
     /* A kept-alive connection the server closed while idle is not the
      * server's fault: no passive-health failure for it. */
     if (!stale)
-        weir_x_note_outcome(s, !s->up_ready ? WEIR_OUTCOME_CONNECT
-                               : timeout    ? WEIR_OUTCOME_TIMEOUT
-                                            : WEIR_OUTCOME_RESET);
-    if (s->up_ready && timeout) /* the server had the request: it may be acting on it */
+        weir_x_note_outcome(s, !s->x->up_ready ? WEIR_OUTCOME_CONNECT
+                               : timeout       ? WEIR_OUTCOME_TIMEOUT
+                                               : WEIR_OUTCOME_RESET);
+    if (s->x->up_ready && timeout) /* the server had the request: it may be acting on it */
         return give_up(s, 504, "the server did not answer in time");
-    if (s->resp_started)
+    if (s->x->resp_started)
         return give_up(s, 502, "the server closed the connection mid-response");
     /* Retry only what a client could not lose: a request no byte of which
      * reached a server (connect failed), or an idempotent one, and never
      * after body bytes left the client buffer (they cannot be replayed). */
-    int nothing_sent = !s->up_ready;
-    if (s->req_consumed || !(nothing_sent || s->idempotent))
+    int nothing_sent = !s->x->up_ready;
+    if (s->x->req_consumed || !(nothing_sent || s->x->idempotent))
         return give_up(s, 502, "the server failed before answering");
     weir_x_release_server(s);
     weir_x_drop_upstream(s);
     if (stale) {
         /* A kept-alive connection the server had already closed: one more
          * try on a new connection, not counted as an attempt. */
-        s->fresh_retry = 1;
-        s->ntried--;
+        s->x->fresh_retry = 1;
+        s->x->ntried--;
     }
     int rc = weir_sup_start(s, h);
     return rc == WEIR_ERROR ? WEIR_ERROR : WEIR_AGAIN;
@@ -220,18 +221,19 @@ int weir_sup_failed(struct weir_session *s, int ev, weir_conn_handler h)
 
 void weir_sup_release(struct weir_session *s)
 {
-    struct weir_upconn *c = s->up;
-    if (c == NULL || !s->resp_done || !s->resp_keepalive || !s->req_done || s->resp_body == WEIR_BODY_EOF)
+    struct weir_upconn *c = s->x->up;
+    if (c == NULL || !s->x->resp_done || !s->x->resp_keepalive || !s->x->req_done ||
+        s->x->resp_body == WEIR_BODY_EOF)
         return;
-    s->up = NULL;
-    s->up_ready = 0;
+    s->x->up = NULL;
+    s->x->up_ready = 0;
     weir_stats_gauge_add(s->w->id, WEIR_G_UP_ACTIVE, -1);
-    weir_up_release_idle(c, (size_t)s->rt->conf->limits.upstream_idle_per_server);
+    weir_up_release_idle(c, (size_t)s->x->rt->conf->limits.upstream_idle_per_server);
 }
 
 void weir_sup_read_more(struct weir_session *s)
 {
-    struct weir_conn *uc = s->up->conn;
+    struct weir_conn *uc = s->x->up->conn;
     /* Only after a read that drained the socket (a full read means bulk
      * data, whose ACKs flow anyway): one system call in the split-write
      * case, none for a response that came in one read. */

@@ -56,20 +56,20 @@ static void session_run(struct weir_session *s);
 
 static void destroy(struct weir_session *s)
 {
-    free(s->uphead);
-    free(s->lf);
     free(s);
 }
 
 static void hooks_end(struct weir_session *s, int aborted)
 {
+    if (s->x == NULL)
+        return;
     for (int i = 0; i < nhooks; i++) {
-        if (!(s->hooks_run & (1u << i)))
+        if (!(s->x->hooks_run & (1u << i)))
             continue;
-        s->hooks_run &= ~(1u << i);
+        s->x->hooks_run &= ~(1u << i);
         if (hooks[i]->on_end != NULL)
-            hooks[i]->on_end((struct weir_exchange *)s, s->hook_data[i], aborted);
-        s->hook_data[i] = NULL;
+            hooks[i]->on_end((struct weir_exchange *)s, s->x->hook_data[i], aborted);
+        s->x->hook_data[i] = NULL;
     }
 }
 
@@ -83,8 +83,6 @@ static void session_kill(struct weir_session *s)
     hooks_end(s, 1);
     weir_x_reset(s);
     weir_x_set_gauge(s, -1);
-    if (s->timer_on)
-        evtimer_del(&s->timer);
     weir_conn_free(s->cc);
     s->cc = NULL;
     TAILQ_REMOVE(&w->sessions, s, link);
@@ -109,8 +107,8 @@ static void leave(struct weir_session *s)
 static void abort_exchange(struct weir_session *s, int status)
 {
     if (s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK || s->state == S_TUNNEL) {
-        if (s->status == 0)
-            s->status = status;
+        if (s->x->status == 0)
+            s->x->status = status;
         weir_x_log(s);
     }
     session_kill(s);
@@ -132,15 +130,15 @@ static void exchange_end(struct weir_session *s)
     struct weir_worker *w = s->w;
     weir_sup_release(s);
     weir_x_filters_end(s, 0);
-    hooks_end(s, !s->resp_done && !s->answered);
+    hooks_end(s, !s->x->resp_done && !s->x->answered);
     weir_x_log(s);
-    int must_close = s->close_after || !s->req_done || w->draining ||
+    int must_close = s->close_after || !s->x->req_done || w->draining ||
                      ((s->peer_eof || s->cc->eof) && evbuffer_get_length(s->cc->in) == 0);
     /* The client may still be sending (a refused head, a body not read,
      * pipelined requests): close lingering, or the close with unread data
      * resets the connection and can destroy the answer before it is read. */
     s->linger = must_close && !s->cc->eof && !s->peer_eof &&
-                (!s->req_done || s->answer_close || evbuffer_get_length(s->cc->in) > 0);
+                (!s->x->req_done || s->x->answer_close || evbuffer_get_length(s->cc->in) > 0);
     weir_x_reset(s);
     if (must_close) {
         s->state = S_CLOSING;
@@ -152,23 +150,23 @@ static void exchange_end(struct weir_session *s)
     arm_idle(s);
 }
 
-/* Answer locally with s->answer (errors, no route, no server). */
+/* Answer locally with s->x->answer (errors, no route, no server). */
 static void answer_local(struct weir_session *s)
 {
     weir_x_release_server(s);
     weir_x_drop_upstream(s);
-    if (s->answer_close)
+    if (s->x->answer_close)
         s->close_after = 1;
     struct weir_sbuf b = {0};
     size_t body_len = 0;
-    if (weir_http_build_local(&b, s->answer, s->detail, s->rid, s->close_after || !s->req_done,
-                              s->method_id == WEIR_HTTP_HEAD, &body_len) == WEIR_OK)
+    if (weir_http_build_local(&b, s->x->answer, s->x->detail, s->x->rid, s->close_after || !s->x->req_done,
+                              s->x->method_id == WEIR_HTTP_HEAD, &body_len) == WEIR_OK)
         evbuffer_add(s->cc->out, b.p, b.len);
     weir_sbuf_free(&b);
-    s->bytes_out = body_len;
-    s->status = s->answer;
-    if (s->t_start == 0)
-        s->t_start = weir_now_us();
+    s->x->bytes_out = body_len;
+    s->x->status = s->x->answer;
+    if (s->x->t_start == 0)
+        s->x->t_start = weir_now_us();
     exchange_end(s);
 }
 
@@ -176,32 +174,37 @@ static void answer_local(struct weir_session *s)
  * else cut the connection. */
 static void stage_failed(struct weir_session *s)
 {
-    if (s->answer != 0 && !s->resp_sent) {
+    if (s->x->answer != 0 && !s->x->resp_sent) {
         answer_local(s);
         return;
     }
-    abort_exchange(s, s->answer != 0 ? s->answer : 502);
+    abort_exchange(s, s->x->answer != 0 ? s->x->answer : 502);
 }
 
 static void hdr_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct weir_session *s = arg;
     enter(s);
-    s->timer_on = 0;
+    s->x->timer_on = 0;
     /* A client too slow to send its head is closed quietly. */
     weir_log_debug("client %s: request head timeout", s->peer);
     session_kill(s);
     leave(s);
 }
 
-static void start_head(struct weir_session *s)
+/* A request begins: its exchange state. Returns WEIR_OK or WEIR_ERROR. */
+static int start_head(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
+    if (weir_x_begin(s) != WEIR_OK)
+        return WEIR_ERROR;
+    evtimer_assign(&s->x->timer, w->base, hdr_timeout_cb, s);
     s->state = S_HEAD;
     weir_x_set_gauge(s, WEIR_G_CLIENT_ACTIVE);
-    s->t_start = weir_now_us();
-    evtimer_add(&s->timer, w->tv_header);
-    s->timer_on = 1;
+    s->x->t_start = weir_now_us();
+    evtimer_add(&s->x->timer, w->tv_header);
+    s->x->timer_on = 1;
+    return WEIR_OK;
 }
 
 static int run_hooks(struct weir_session *s)
@@ -212,9 +215,9 @@ static int run_hooks(struct weir_session *s)
     if (weir_sreq_info(s, &ri) != WEIR_OK)
         return WEIR_HOOK_CONTINUE;
     for (int i = 0; i < nhooks; i++) {
-        s->hooks_run |= 1u << i;
-        int rc = hooks[i]->on_request((struct weir_exchange *)s, &ri, &s->hook_data[i]);
-        if (rc == WEIR_HOOK_ANSWERED && !s->answered)
+        s->x->hooks_run |= 1u << i;
+        int rc = hooks[i]->on_request((struct weir_exchange *)s, &ri, &s->x->hook_data[i]);
+        if (rc == WEIR_HOOK_ANSWERED && !s->x->answered)
             rc = WEIR_HOOK_CONTINUE; /* a hook that says it answered but did not */
         if (rc != WEIR_HOOK_CONTINUE)
             return rc;
@@ -233,9 +236,9 @@ static void go_upstream(struct weir_session *s)
 /* A routed request head: hooks, then upstream. */
 static void request_routed(struct weir_session *s)
 {
-    if (s->timer_on) {
-        evtimer_del(&s->timer);
-        s->timer_on = 0;
+    if (s->x->timer_on) {
+        evtimer_del(&s->x->timer);
+        s->x->timer_on = 0;
     }
     s->state = S_HOOK;
     int rc = run_hooks(s);
@@ -267,12 +270,8 @@ static void linger_close(struct weir_session *s)
             session_kill(s);
             return;
         }
-        if (s->timer_on)
-            evtimer_del(&s->timer);
-        evtimer_add(&s->timer, &linger_tv);
-        s->timer_on = 1;
         s->cc->rd_max = 0;
-        weir_conn_set_timeouts(s->cc, NULL, NULL);
+        weir_conn_set_timeouts(s->cc, &linger_tv, NULL); /* then a read timeout kills it */
         weir_conn_read(s->cc, 1);
         return;
     }
@@ -286,14 +285,14 @@ static void linger_close(struct weir_session *s)
 /* Write what is queued (eagerly) and re-arm reading on both sides. */
 static void flush_all(struct weir_session *s)
 {
-    if (s->up != NULL) {
-        if (weir_conn_flush(s->up->conn) == WEIR_ERROR) {
+    if (s->x != NULL && s->x->up != NULL) {
+        if (weir_conn_flush(s->x->up->conn) == WEIR_ERROR) {
             /* reported like the event it is */
-            up_cb(s->up->conn, WEIR_CONN_ERROR, s);
+            up_cb(s->x->up->conn, WEIR_CONN_ERROR, s);
             if (s->dead)
                 return;
         } else {
-            weir_conn_update(s->up->conn);
+            weir_conn_update(s->x->up->conn);
         }
     }
     if (s->cc != NULL && weir_conn_flush(s->cc) == WEIR_ERROR) {
@@ -327,7 +326,10 @@ static void session_run(struct weir_session *s)
              * event resumes. */
             if (weir_x_out_full(s->cc))
                 goto out;
-            start_head(s);
+            if (start_head(s) != WEIR_OK) {
+                session_kill(s);
+                goto out;
+            }
             continue;
         case S_HEAD:
             switch (weir_sreq_head(s)) {
@@ -337,9 +339,9 @@ static void session_run(struct weir_session *s)
                 session_kill(s);
                 goto out;
             case WEIR_ERROR:
-                if (s->timer_on) {
-                    evtimer_del(&s->timer);
-                    s->timer_on = 0;
+                if (s->x->timer_on) {
+                    evtimer_del(&s->x->timer);
+                    s->x->timer_on = 0;
                 }
                 answer_local(s);
                 continue;
@@ -350,9 +352,9 @@ static void session_run(struct weir_session *s)
         case S_HOOK:
             goto out;
         case S_UPSTREAM:
-            if (!s->up_ready)
+            if (!s->x->up_ready)
                 goto out; /* connecting */
-            if (!s->req_done && weir_sup_body(s) == WEIR_ERROR) {
+            if (!s->x->req_done && weir_sup_body(s) == WEIR_ERROR) {
                 stage_failed(s);
                 continue;
             }
@@ -372,7 +374,7 @@ static void session_run(struct weir_session *s)
                 continue;
             }
         case S_RESP:
-            if (!s->req_done && s->up_ready && weir_sup_body(s) == WEIR_ERROR) {
+            if (!s->x->req_done && s->x->up_ready && weir_sup_body(s) == WEIR_ERROR) {
                 stage_failed(s);
                 continue;
             }
@@ -415,7 +417,7 @@ static void client_cb(struct weir_conn *c, int ev, void *arg)
         session_run(s);
         break;
     case WEIR_CONN_EOF:
-        if ((s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK) && s->req_done) {
+        if ((s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK) && s->x->req_done) {
             /* The client half-closed after a complete request: answer it and
              * any complete requests it pipelined before, then close. */
             s->peer_eof = 1;
@@ -433,12 +435,12 @@ static void client_cb(struct weir_conn *c, int ev, void *arg)
          * quietly. */
         if (s->state == S_IDLE || s->state == S_HEAD) {
             session_kill(s);
-        } else if (!s->resp_sent && (s->state == S_UPSTREAM || s->state == S_HOOK)) {
+        } else if ((s->state == S_UPSTREAM || s->state == S_HOOK) && !s->x->resp_sent) {
             weir_log_debug("client %s: request body timeout", s->peer);
-            s->req_done = 0;
-            s->answer = 408;
-            s->detail = "the request body did not arrive in time";
-            s->answer_close = 1;
+            s->x->req_done = 0;
+            s->x->answer = 408;
+            s->x->detail = "the request body did not arrive in time";
+            s->x->answer_close = 1;
             answer_local(s);
             session_run(s);
         } else {
@@ -467,7 +469,8 @@ static void up_cb(struct weir_conn *c, int ev, void *arg)
         break;
     case WEIR_CONN_READ:
         session_run(s);
-        if (!s->dead && s->up != NULL && s->up->conn == c && (s->state == S_UPSTREAM || s->state == S_RESP))
+        if (!s->dead && s->x != NULL && s->x->up != NULL && s->x->up->conn == c &&
+            (s->state == S_UPSTREAM || s->state == S_RESP))
             weir_sup_read_more(s);
         break;
     case WEIR_CONN_WRITE:
@@ -507,7 +510,7 @@ void weir_exchange_resume(struct weir_exchange *x, int rc)
     if (s->dead || s->state != S_HOOK)
         return;
     enter(s);
-    if (rc == WEIR_HOOK_ANSWERED && s->answered)
+    if (rc == WEIR_HOOK_ANSWERED && s->x->answered)
         exchange_end(s);
     else
         go_upstream(s);
@@ -605,10 +608,9 @@ void weir_session_accept(struct weir_worker *w, evutil_socket_t fd, const struct
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     s->w = w;
     peer_text(sa, s->peer, sizeof(s->peer));
-    s->peer_len = strlen(s->peer);
+    s->peer_len = (uint8_t)strlen(s->peer);
     s->state = S_IDLE;
     s->gauge = -1;
-    evtimer_assign(&s->timer, w->base, hdr_timeout_cb, s);
     weir_x_set_gauge(s, WEIR_G_CLIENT_IDLE);
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
     w->nsessions++;

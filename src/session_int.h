@@ -50,8 +50,8 @@
  * feeding it stops (the kernel's socket buffers do the bulk buffering);
  * with the read limit it bounds what a slow reader costs in weir's memory
  * to about 2 x 32 KiB. */
-#define WEIR_S_HWM (16 * 1024)
-#define WEIR_S_LWM (8 * 1024)
+#define WEIR_S_HWM       (16 * 1024)
+#define WEIR_S_LWM       (8 * 1024)
 #define WEIR_S_MAX_TRIES 12
 
 enum weir_sstate {
@@ -72,26 +72,41 @@ struct weir_filter_slot {
     void *data;
 };
 
+struct weir_xstate;
+
+/*
+ * One client connection. Only what a connection needs between requests
+ * lives here (an idle keep-alive connection costs this, its weir_conn and
+ * two empty evbuffers: under 1 KiB); the state of an exchange is in
+ * struct weir_xstate, allocated when a request starts and freed when it
+ * ends.
+ */
 struct weir_session {
     TAILQ_ENTRY(weir_session) link;
     struct weir_worker *w;
-    struct weir_conn *cc; /* client connection */
-    struct event timer;   /* client_header_ms deadline */
-    int state;            /* enum weir_sstate */
-    unsigned depth;       /* event callbacks of this session on the stack */
-    unsigned dead : 1;    /* freed once depth drops to 0 */
-    unsigned timer_on : 1;
-    unsigned close_after : 1;    /* close the client connection after this exchange */
-    unsigned peer_eof : 1;       /* the client half-closed: answer what it sent, then close */
-    unsigned linger : 1;         /* close lingering: the client may still be sending */
-    unsigned lingering : 1;      /* our side is shut; reading and dropping input */
-    uint32_t linger_bytes;       /* input dropped while lingering */
-    size_t scan_pos, scan_lines; /* request head resume point */
-    const char *head_p;          /* the parsed head in the client input (until consumed) */
-    size_t head_len;
-    char peer[46]; /* INET6_ADDRSTRLEN */
-    size_t peer_len;
+    struct weir_conn *cc;          /* client connection */
+    struct weir_xstate *x;         /* the exchange in progress, or NULL */
+    int state;                     /* enum weir_sstate */
+    unsigned depth;                /* event callbacks of this session on the stack */
+    unsigned dead : 1;             /* freed once depth drops to 0 */
+    unsigned close_after : 1;      /* close the client connection after this exchange */
+    unsigned peer_eof : 1;         /* the client half-closed: answer what it sent, then close */
+    unsigned linger : 1;           /* close lingering: the client may still be sending */
+    unsigned lingering : 1;        /* our side is shut; reading and dropping input */
+    uint32_t linger_bytes;         /* input dropped while lingering */
+    uint32_t scan_pos, scan_lines; /* request head resume point */
     unsigned nreq;
+    int gauge; /* the client gauge this session is counted in, or -1 */
+    uint8_t peer_len;
+    char peer[46]; /* INET6_ADDRSTRLEN */
+};
+
+/* The state of one exchange (request and response). */
+struct weir_xstate {
+    struct event timer; /* client_header_ms deadline */
+    int timer_on;
+    const char *head_p; /* the parsed head in the client input (until consumed) */
+    size_t head_len;
 
     /* the current request */
     struct weir_rt *rt; /* retained for the exchange */
@@ -156,7 +171,6 @@ struct weir_session {
     size_t resp_scan_pos, resp_scan_lines;
     uint64_t bytes_out;
     uint64_t bytes_in;
-    int gauge; /* the client gauge this session is counted in, or -1 */
 };
 
 /* ---- exchange.c: bookkeeping shared by session.c and the stages ---- */
@@ -180,7 +194,10 @@ void weir_x_lf_set(struct weir_session *s, int idx, const char *p, size_t n);
 void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m);
 void weir_x_filters_data(struct weir_session *s, const char *p, size_t n);
 void weir_x_filters_end(struct weir_session *s, int complete);
-/* Forget the finished exchange, keep per-connection state. */
+/* A request starts: allocate s->x. Returns WEIR_OK or WEIR_ERROR. */
+int weir_x_begin(struct weir_session *s);
+/* Forget and free the finished exchange (s->x becomes NULL); the
+ * connection's state stays. NULL-safe. */
 void weir_x_reset(struct weir_session *s);
 /* Run the chunked parser over the first `max` bytes of `in` (without
  * consuming them).

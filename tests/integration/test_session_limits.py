@@ -333,3 +333,33 @@ def test_slow_readers_memory_bounded(procs):
         for c in conns:
             c.close()
     assert per < 90, "%.1f KiB per slow-reading connection" % per
+
+
+def test_idle_keepalive_connection_under_1kib(procs):
+    """Performance target of issue 7: an idle keep-alive client connection
+    costs weir at most 1 KiB (2.9 KiB before; nginx 0.6, HAProxy 1.1): the
+    exchange's state is freed between requests, the buffers hold nothing."""
+    if ASAN:
+        return  # ASan's quarantine and redzones say nothing about real sizes
+    o = procs.origin("a")
+    w = procs.weir(pools=[pool("p", [o])], log={"access": "off"})
+    with HttpConn(w.port) as c:
+        assert c.get("/warm").status == 200
+    time.sleep(0.3)
+    n = 800
+    base = w.rss()
+    conns = []
+    try:
+        for i in range(n):
+            c = HttpConn(w.port, timeout=tf(10))
+            assert c.get("/i?size=100").status == 200
+            conns.append(c)
+        time.sleep(0.3)
+        per = (w.rss() - base) / n
+        # they are all still usable
+        for c in conns[::100]:
+            assert c.get("/again").status == 200
+    finally:
+        for c in conns:
+            c.close()
+    assert per <= 1.0, "%.2f KiB per idle keep-alive connection" % per
