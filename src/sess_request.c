@@ -180,7 +180,7 @@ static int route(struct weir_session *s, struct weir_http_msg *m, const char *p)
         .host_len = hraw_len,
         .client = s->peer,
         .client_len = s->peer_len,
-        .proto = "http",
+        .proto = strcmp(s->cc->xprt->name, "plain") == 0 ? "http" : "https",
         .rid = s->x->rid,
         .upgrade = s->x->upgrade,
     };

@@ -535,7 +535,7 @@ static void peer_text(const struct sockaddr *sa, char *out, size_t cap)
  * as a 503, give it an access log line, and say so in the error log at
  * most once a second per worker. */
 static void refuse_connection(struct weir_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
-                              long limit)
+                              long limit, int plain)
 {
     static const char answer[] =
         "HTTP/1.1 503 Service Unavailable\r\nServer: weir\r\nContent-Type: text/plain\r\n"
@@ -545,7 +545,8 @@ static void refuse_connection(struct weir_worker *w, evutil_socket_t fd, const s
     if (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) < 0) {
         /* nothing sent yet: fine */
     }
-    if (send(fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+    /* (over TLS there is no session to answer in: the close says it) */
+    if (plain && send(fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         /* the client is gone or its window is full: closing is all that is left */
     }
     shutdown(fd, SHUT_WR);
@@ -582,24 +583,44 @@ static void refuse_connection(struct weir_worker *w, evutil_socket_t fd, const s
 
 void weir_session_accept(struct weir_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
+    weir_session_accept_xprt(w, fd, sa, salen, &weir_xprt_plain, NULL);
+}
+
+/* The transport state of a connection that never got a conn. */
+static void drop_xprt(const struct weir_xprt_ops *xprt, void *xprt_ctx, evutil_socket_t fd)
+{
+    if (xprt_ctx != NULL && xprt->close != NULL) {
+        struct weir_conn tmp = {.fd = fd, .xprt = xprt, .xprt_ctx = xprt_ctx};
+        xprt->close(&tmp);
+    }
+}
+
+void weir_session_accept_xprt(struct weir_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                              const struct weir_xprt_ops *xprt, void *xprt_ctx)
+{
     long limit = w->rt->conf->limits.max_connections;
+    (void)salen;
     if (w->draining) {
+        drop_xprt(xprt, xprt_ctx, fd);
         evutil_closesocket(fd);
         return;
     }
     if (atomic_fetch_add_explicit(&weir_client_conns, 1, memory_order_relaxed) >= limit) {
         atomic_fetch_sub_explicit(&weir_client_conns, 1, memory_order_relaxed);
-        refuse_connection(w, fd, sa, limit);
+        drop_xprt(xprt, xprt_ctx, fd);
+        refuse_connection(w, fd, sa, limit, xprt == &weir_xprt_plain);
         return;
     }
     struct weir_session *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         atomic_fetch_sub_explicit(&weir_client_conns, 1, memory_order_relaxed);
+        drop_xprt(xprt, xprt_ctx, fd);
         evutil_closesocket(fd);
         return;
     }
-    s->cc = weir_conn_new(w->base, fd, &weir_xprt_plain, NULL, client_cb, s);
+    s->cc = weir_conn_new(w->base, fd, xprt, xprt_ctx, client_cb, s);
     if (s->cc == NULL) { /* fd closed */
+        drop_xprt(xprt, xprt_ctx, -1);
         free(s);
         atomic_fetch_sub_explicit(&weir_client_conns, 1, memory_order_relaxed);
         return;
