@@ -8,25 +8,21 @@
 
 /* ---- byte buffer ---- */
 
-void weir_sbuf_add(struct weir_sbuf *b, const void *s, size_t n)
+int weir_sbuf_grow(struct weir_sbuf *b, size_t n)
 {
     if (b->oom)
-        return;
-    if (b->len + n > b->cap) {
-        size_t ncap = b->cap ? b->cap : 512;
-        while (ncap < b->len + n)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (np == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
+        return -1;
+    size_t ncap = b->cap ? b->cap : 512;
+    while (ncap < b->len + n)
+        ncap *= 2;
+    char *np = realloc(b->p, ncap);
+    if (np == NULL) {
+        b->oom = 1;
+        return -1;
     }
-    if (n > 0)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
+    b->p = np;
+    b->cap = ncap;
+    return 0;
 }
 
 void weir_sbuf_str(struct weir_sbuf *b, const char *s)

@@ -291,9 +291,7 @@ static void flush_all(struct weir_session *s)
             up_cb(s->x->up->conn, WEIR_CONN_ERROR, s);
             if (s->dead)
                 return;
-        } else {
-            weir_conn_update(s->x->up->conn);
-        }
+        } /* a flush re-arms the conn's events itself */
     }
     if (s->cc != NULL && weir_conn_flush(s->cc) == WEIR_ERROR) {
         abort_exchange(s, 499);

@@ -456,6 +456,8 @@ void weir_conn_set_handler(struct weir_conn *c, weir_conn_handler h, void *ctx)
 
 void weir_conn_set_timeouts(struct weir_conn *c, const struct timeval *rd, const struct timeval *wr)
 {
+    if (c->rd_tmo == rd && (c->connecting || c->wr_tmo == wr))
+        return;
     c->rd_tmo = rd;
     if (!c->connecting)
         c->wr_tmo = wr;

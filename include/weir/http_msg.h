@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "weir/http_parse.h"
 
@@ -26,7 +27,21 @@ struct weir_sbuf {
     int oom;
 };
 
-void weir_sbuf_add(struct weir_sbuf *b, const void *s, size_t n);
+/* Grow b for n more bytes (the slow path of weir_sbuf_add). Returns 0, or
+ * -1 with b->oom set. */
+int weir_sbuf_grow(struct weir_sbuf *b, size_t n);
+
+static inline void weir_sbuf_add(struct weir_sbuf *b, const void *s, size_t n)
+{
+    if (b->len + n > b->cap && weir_sbuf_grow(b, n) != 0)
+        return;
+    if (b->oom)
+        return;
+    if (n > 0)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
 void weir_sbuf_str(struct weir_sbuf *b, const char *s);
 void weir_sbuf_u64(struct weir_sbuf *b, uint64_t v);
 void weir_sbuf_free(struct weir_sbuf *b);
