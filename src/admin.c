@@ -46,6 +46,7 @@
 
 #include "weir/admin.h"
 #include "weir/health.h"
+#include "weir/http_msg.h"
 #include "weir/log.h"
 #include "weir/server.h"
 
@@ -629,37 +630,7 @@ static void add_common_headers(struct evhttp_request *req, const char *ctype)
 
 static const char *reason_of(int code)
 {
-    switch (code) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 415:
-        return "Unsupported Media Type";
-    case 421:
-        return "Misdirected Request";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 503:
-        return "Service Unavailable";
-    }
-    return "Status";
+    return weir_http_reason(code); /* the one status table (http_msg.c) */
 }
 
 void weir_admin_reply_json(struct evhttp_request *req, int code, json_t *body)

@@ -26,12 +26,20 @@ static void ms_tv(struct timeval *tv, int ms)
     tv->tv_usec = (ms % 1000) * 1000;
 }
 
-static const struct timeval *common_tv(struct event_base *base, int ms)
+/* libevent allows 256 common timeouts per event base and every reload with
+ * new values adds some: past that limit a duration gets a plain timeval
+ * (heap timeout, O(log n) per arm) in the worker, never no timeout at all. */
+static const struct timeval *common_tv(struct weir_worker *w, int ms, struct timeval *plain)
 {
-    struct timeval tv;
-    ms_tv(&tv, ms);
-    const struct timeval *c = event_base_init_common_timeout(base, &tv);
-    return c != NULL ? c : NULL;
+    ms_tv(plain, ms);
+    const struct timeval *c = event_base_init_common_timeout(w->base, plain);
+    if (c != NULL)
+        return c;
+    if (!w->tv_plain_warned) {
+        weir_log_warn("worker %d: out of libevent common timeouts; using plain timers", w->id);
+        w->tv_plain_warned = 1;
+    }
+    return plain;
 }
 
 /* Timeouts come from the snapshot; libevent's common timeouts make each
@@ -39,12 +47,12 @@ static const struct timeval *common_tv(struct event_base *base, int ms)
 static void refresh_timeouts(struct weir_worker *w)
 {
     const struct weir_conf *c = w->rt->conf;
-    w->tv_idle = common_tv(w->base, c->timeouts.idle_ms);
-    w->tv_header = common_tv(w->base, c->timeouts.client_header_ms);
-    w->tv_body = common_tv(w->base, c->timeouts.client_body_ms);
-    w->tv_upstream = common_tv(w->base, c->timeouts.upstream_response_ms);
-    w->tv_connect = common_tv(w->base, c->timeouts.connect_ms);
-    w->tv_up_idle = common_tv(w->base, c->timeouts.upstream_idle_ms);
+    w->tv_idle = common_tv(w, c->timeouts.idle_ms, &w->tv_plain[0]);
+    w->tv_header = common_tv(w, c->timeouts.client_header_ms, &w->tv_plain[1]);
+    w->tv_body = common_tv(w, c->timeouts.client_body_ms, &w->tv_plain[2]);
+    w->tv_upstream = common_tv(w, c->timeouts.upstream_response_ms, &w->tv_plain[3]);
+    w->tv_connect = common_tv(w, c->timeouts.connect_ms, &w->tv_plain[4]);
+    w->tv_up_idle = common_tv(w, c->timeouts.upstream_idle_ms, &w->tv_plain[5]);
 }
 
 /* Carry this worker's balancing positions from the snapshot it leaves to the

@@ -15,6 +15,7 @@
 #define WEIR_ERROR    (-1)
 #define WEIR_AGAIN    (-2)
 #define WEIR_DECLINED (-3)
+#define WEIR_DONE     (-4) /* a step finished what it had to do (session stages) */
 
 /* Upper bound on worker threads; per-worker arrays are sized by it. */
 #define WEIR_MAX_WORKERS 64

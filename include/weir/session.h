@@ -15,8 +15,18 @@
 
 struct weir_worker;
 
-/* Take over an accepted client socket. Closes fd on failure. */
+struct weir_xprt_ops;
+
+/* Take over an accepted client socket (plain TCP). Closes fd on failure. */
 void weir_session_accept(struct weir_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+
+/* The same over another transport (transport.h), e.g. TLS: xprt_ctx is the
+ * transport's per-connection state (an SSL *), owned by the connection from
+ * here on (its ops->close frees it, also when this call fails). A request
+ * that came over a transport other than "plain" goes up with
+ * X-Forwarded-Proto: https. */
+void weir_session_accept_xprt(struct weir_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                              const struct weir_xprt_ops *xprt, void *xprt_ctx);
 
 /* Graceful stop: close idle sessions now, the others after their current
  * exchange. */

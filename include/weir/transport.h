@@ -71,6 +71,8 @@ struct weir_xprt_ops {
      * Returns WEIR_OK (handshake done: data ops may run), WEIR_AGAIN (c->want
      * set to WEIR_WANT_READ and/or WEIR_WANT_WRITE), WEIR_ERROR (c->err set
      * to an errno value or 0, the reason logged by the transport at debug).
+     * A handshake that already holds application data (TLS records read
+     * with the last handshake flight) sets c->pending = 1, as recv does.
      */
     int (*handshake)(struct weir_conn *c);
 

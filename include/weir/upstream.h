@@ -14,14 +14,14 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include <event2/bufferevent.h>
+#include "weir/transport.h"
 
 #include "weir/server.h"
 
 struct weir_worker;
 
 struct weir_upconn {
-    struct bufferevent *bev;
+    struct weir_conn *conn;
     struct weir_server *server; /* retained */
     struct weir_worker *w;
     TAILQ_ENTRY(weir_upconn) srv_link; /* in server->idle[w->id] while idle */
@@ -37,14 +37,17 @@ struct weir_server_idle {
 };
 
 /* Take the most recently idled connection to `s` that has been idle for at
- * most max_idle_us (0 = any age), or NULL. The caller sets callbacks. */
+ * most max_idle_us (0 = any age), or NULL. The caller sets the conn's
+ * handler and timeouts (weir_conn_set_handler/_set_timeouts). */
 struct weir_upconn *weir_up_take_idle(struct weir_worker *w, struct weir_server *s, uint64_t max_idle_us);
 
-/* Start a non-blocking connect to `s`. Callbacks (with ctx) are installed
- * before the connect starts; BEV_EVENT_CONNECTED or an error follows.
- * Returns NULL when no socket could be created (treated as connect failure). */
-struct weir_upconn *weir_up_connect(struct weir_worker *w, struct weir_server *s, bufferevent_data_cb rd,
-                                    bufferevent_data_cb wr, bufferevent_event_cb ev, void *ctx);
+/* Start a non-blocking connect to `s` (socket SOCK_NONBLOCK|SOCK_CLOEXEC,
+ * TCP_NODELAY; timeouts.connect_ms). The handler (with ctx) gets
+ * WEIR_CONN_CONNECTED, or WEIR_CONN_ERROR / WEIR_CONN_TIMEOUT_W, from the
+ * event loop, also for a connect that failed at once. Returns NULL when no
+ * socket could be created (treated as a connect failure). */
+struct weir_upconn *weir_up_connect(struct weir_worker *w, struct weir_server *s, weir_conn_handler h,
+                                    void *ctx);
 
 /* Park a connection whose last exchange ended cleanly; closes it instead
  * when the pool is full or the worker is draining. */

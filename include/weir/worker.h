@@ -53,6 +53,8 @@ struct weir_worker {
 
     /* Common timeouts (libevent O(1) timeout queues), refreshed with rt. */
     const struct timeval *tv_idle, *tv_header, *tv_body, *tv_upstream, *tv_connect, *tv_up_idle;
+    struct timeval tv_plain[6]; /* used when a common timeout cannot be created */
+    int tv_plain_warned;
 
     struct weir_http_msg msg; /* parse scratch: a parse is used before any callback returns */
     struct weir_alog alog;

@@ -72,25 +72,29 @@ def test_dead_server_post_retried(fw):
             assert r.header("X-Received-Bytes") == str(len(data))
 
 
-def test_all_dead_502(fw):
+def test_all_dead_503(fw):
+    """Issue 7, defect 10: when no server accepts the connection the request
+    reached no server: 503 with Retry-After (HAProxy, Envoy), not 502."""
     w, o, st = fw
     t0 = time.monotonic()
     with HttpConn(w.port) as c:
         r = c.get("/dead/x")
-        assert r.status == 502, r
+        assert r.status == 503, r
+        assert r.header("Retry-After") == "1", r
         assert 0 < len(r.body) < 512, r
         assert r.header("Content-Length") == str(len(r.body))
-        # the client connection survives a 502
+        # the client connection survives a 503
         r = c.get("/mixed/after")
         assert r.status == 200
     assert time.monotonic() - t0 < tf(3)
 
 
-def test_all_dead_post_502(fw):
+def test_all_dead_post_503(fw):
     w, o, st = fw
     with HttpConn(w.port) as c:
         r = c.request("POST", "/dead/p", body=b"x" * 1000)
-        assert r.status == 502, r
+        assert r.status == 503, r
+        assert r.header("Retry-After") == "1", r
 
 
 def test_reset_gives_502(fw):
@@ -287,16 +291,22 @@ def test_max_connections(procs):
     try:
         for c in held:
             assert c.get("/h").status == 200
+        start = len(w.stderr())
         extra = HttpConn(w.port, timeout=tf(3))
         try:
             try:
                 r = extra.get("/over")
                 served = r.status == 200
             except (PeerClosed, OSError):
-                served = False
+                r, served = None, False
             assert not served, "connection over max_connections was served"
+            # issue 7, defect 18: refused with a 503, logged and counted
+            assert r is not None and r.status == 503 and r.header("Retry-After") == "1", r
         finally:
             extra.close()
+        assert w.wait_log(r"max_connections \(5\) reached: 1 connection\(s\) refused", tf(3), start), \
+            w.stderr()[start:]
+        assert w.wait_log(r'"- - HTTP/1.1" 503 0 .*rid=max_connections', tf(3), start), w.stderr()[start:]
         held.pop().close()
         time.sleep(0.2)
 

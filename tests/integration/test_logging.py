@@ -174,3 +174,55 @@ def test_access_log_complete_across_reloads_under_load(procs, tmp_path):
     recs = [json.loads(x) for x in lines()]
     uris = [x["uri"] for x in recs]
     assert len(uris) == done[0] and len(set(uris)) == done[0], (len(uris), len(set(uris)), done[0])
+
+
+def test_json_log_escapes_forged_request_id(procs, tmp_path):
+    """Issue 7, defect 2: a client-chosen X-Request-Id (or User-Agent) cannot
+    add keys to a JSON access log line or end it."""
+    o = procs.origin("a")
+    path = tmp_path / "access.json"
+    w = procs.weir(pools=[pool("p", [o])], log={"format": "json", "access": str(path)})
+    forged = 'a","status":999,"client":"10.9.9.9'
+    with HttpConn(w.port) as c:
+        r = c.get("/forge", headers=[("X-Request-Id", forged), ("User-Agent", 'x"}\t{"status":1')])
+        assert r.status == 200, r
+
+    def lines():
+        try:
+            return path.read_text().splitlines()
+        except OSError:
+            return []
+    assert wait_until(lambda: len(lines()) >= 1, tf(3)), lines()
+    assert len(lines()) == 1, lines()
+    line = lines()[0]
+    # json.loads keeps the last of duplicate keys: count them in the text
+    assert line.count('"status":') == 1, line
+    assert line.count('"client":') == 1, line
+    x = json.loads(line)
+    assert x["status"] == 200 and x["client"] == "127.0.0.1", x
+    assert x["request_id"] == forged, x
+    assert x["user_agent"] == 'x"}\t{"status":1', x
+
+
+def test_combined_log_escapes_client_fields(procs):
+    """Issue 7, defect 2: in the combined format quotes, backslashes, control
+    and non-ASCII bytes of client fields are written as \\xHH (as nginx), and
+    the request id cannot add a key=value field."""
+    o = procs.origin("a")
+    w = procs.weir(pools=[pool("p", [o])], log={"format": "combined"})
+    tag = uuid.uuid4().hex
+    start = len(w.stderr())
+    with HttpConn(w.port) as c:
+        r = c.get("/c-" + tag, headers=[("X-Request-Id", "r-%s status=999 pool=evil" % tag),
+                                        ("User-Agent", 'ua" 200 "x\\y\xe9'), ("Referer", 'ref"')])
+        assert r.status == 200, r
+    m = w.wait_log(r"(?m)^.*/c-%s.*$" % tag, timeout=3, start=start)
+    assert m, w.stderr()[start:]
+    line = m.group(0)
+    f = COMBINED.match(line)
+    assert f, line
+    assert f["status"] == "200", line
+    assert f["ua"] == 'ua\\x22 200 \\x22x\\x5Cy\\xE9', line
+    assert f["referer"] == 'ref\\x22', line
+    assert " pool=p " in line and "pool=evil" not in line.replace("\\x20pool=evil", ""), line
+    assert ("rid=r-%s\\x20status=999\\x20pool=evil" % tag) in line, line

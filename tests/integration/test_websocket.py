@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import os
+import re
 import signal
 import struct
 import time
@@ -179,3 +180,75 @@ def test_sigterm_with_open_websocket(procs):
         assert rc == 0
         assert dt < tf(2.0), dt
         assert c.closed_by_peer(tf(2))
+
+
+def test_tunnel_logged_and_counted(procs):
+    """Issue 7, defect 4: a WebSocket tunnel gets an access log line (status
+    101, bytes sent to the client) when it ends, and is counted in /stats."""
+    from adminutil import Admin, admin_extra
+    from weirtest import conf, free_port
+    o = procs.origin("ws")
+    port, aport = free_port(), free_port()
+    w = procs.weir(conf(port, [pool("p", [o])], extra=admin_extra(aport)), port=port)
+    a = Admin(aport)
+    assert a.wait_ready(), w.stderr()
+    before = a.stats()["global"]["requests"]
+    start = len(w.stderr())
+    with HttpConn(w.port, timeout=tf(5)) as c:
+        key, r = handshake(c)
+        assert r.status == 101
+        c.send(frame(2, b"z" * 5000))
+        assert read_message(c) == (2, b"z" * 5000)
+        assert wait_until(lambda: a.stats()["global"]["requests"] == before + 1, tf(3)), a.stats()["global"]
+        c.send(frame(8, struct.pack("!H", 1000)))
+        read_frame(c)
+        assert c.closed_by_peer(tf(3))
+    m = w.wait_log(r'"GET /ws HTTP/1.1" 101 (\d+) ', tf(3), start)
+    assert m, w.stderr()[start:]
+    assert int(m.group(1)) >= 5000, m.group(0)
+
+
+def test_tunnel_does_not_hold_server_delete(procs):
+    """Defect 4: an open tunnel does not count as an active request of its
+    server, so an admin DELETE of that server finishes."""
+    from adminutil import Admin, admin_extra
+    from weirtest import conf, free_port
+    o = procs.origin("ws")
+    o2 = procs.origin("ws")
+    port, aport = free_port(), free_port()
+    w = procs.weir(conf(port, [pool("p", [o, o2])], extra=admin_extra(aport)), port=port)
+    a = Admin(aport)
+    assert a.wait_ready(), w.stderr()
+    conns = []
+    try:
+        for _ in range(2):  # one tunnel on each server (round robin)
+            c = HttpConn(w.port, timeout=tf(5))
+            conns.append(c)
+            key, r = handshake(c)
+            assert r.status == 101
+        r = a.delete("p", o.addr)
+        assert r.status in (200, 202), r
+        assert a.wait_gone("p", o.addr, timeout=3), a.stats()
+        # the tunnels still work
+        for c in conns:
+            c.send(frame(1, b"still"))
+            assert read_message(c) == (1, b"still")
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_tunnel_closed_and_logged_at_drain_deadline(procs):
+    """Defect 4: at the drain deadline an open tunnel is closed and logged."""
+    o = procs.origin("ws")
+    w = procs.weir(pools=[pool("p", [o])], timeouts={"drain_ms": 800})
+    start = len(w.stderr())
+    with HttpConn(w.port, timeout=tf(5)) as c:
+        key, r = handshake(c)
+        assert r.status == 101
+        c.send(frame(1, b"hi"))
+        assert read_message(c) == (1, b"hi")
+        w.proc.send_signal(signal.SIGTERM)
+        assert c.closed_by_peer(tf(3))
+        assert w.proc.wait(timeout=tf(5)) == 0
+    assert re.search(r'"GET /ws HTTP/1.1" 101 ', w.stderr()[start:]), w.stderr()[start:]

@@ -1,0 +1,373 @@
+/*
+ * exchange.c - bookkeeping of one exchange shared by the session and its
+ * stages: server and upstream release, passive health, gauges, statistics,
+ * the access log line, response filters, and the hook-facing accessors.
+ * Calls nothing above it (see session_int.h).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "session_int.h"
+#include "weir/access_log.h"
+#include "weir/health.h"
+#include "weir/http_msg.h"
+#include "weir/log.h"
+#include "weir/stats.h"
+#include "weir/upstream.h"
+
+size_t weir_x_read_hwm(const struct weir_rt *rt)
+{
+    size_t need = rt->conf->limits.header_bytes + WEIR_HTTP_MAX_REQUEST_LINE + 64;
+    return need > WEIR_S_HWM ? need : WEIR_S_HWM;
+}
+
+void weir_x_release_server(struct weir_session *s)
+{
+    if (s->x->server == NULL)
+        return;
+    atomic_fetch_sub_explicit(&s->x->server->active, 1, memory_order_relaxed);
+    if (s->x->pool != NULL && s->x->pool->lb->release != NULL)
+        s->x->pool->lb->release(s->x->pool->lb_state[s->w->id], s->x->server);
+    s->x->server = NULL;
+}
+
+void weir_x_drop_upstream(struct weir_session *s)
+{
+    if (s->x->up != NULL) {
+        weir_up_close(s->x->up);
+        weir_stats_gauge_add(s->w->id, WEIR_G_UP_ACTIVE, -1);
+        s->x->up = NULL;
+    }
+    s->x->up_ready = 0;
+}
+
+void weir_x_set_gauge(struct weir_session *s, int g)
+{
+    if (s->gauge == g)
+        return;
+    if (s->gauge >= 0)
+        weir_stats_gauge_add(s->w->id, s->gauge, -1);
+    if (g >= 0)
+        weir_stats_gauge_add(s->w->id, g, 1);
+    s->gauge = g;
+}
+
+void weir_x_note_outcome(struct weir_session *s, int outcome)
+{
+    static const int uperr[] = {[WEIR_OUTCOME_OK] = WEIR_UPERR_NONE,
+                                [WEIR_OUTCOME_CONNECT] = WEIR_UPERR_CONNECT,
+                                [WEIR_OUTCOME_RESET] = WEIR_UPERR_RESET,
+                                [WEIR_OUTCOME_TIMEOUT] = WEIR_UPERR_TIMEOUT,
+                                [WEIR_OUTCOME_5XX] = WEIR_UPERR_5XX};
+    if (s->x->server == NULL || s->x->pool == NULL)
+        return;
+    weir_health_report(s->x->pool, s->x->server, outcome);
+    if (outcome != WEIR_OUTCOME_OK) {
+        weir_stats_upstream_error(s->x->server->stats, s->w->id, uperr[outcome]);
+        weir_stats_upstream_error(s->x->pool->stats, s->w->id, uperr[outcome]);
+        weir_stats_upstream_error(weir_stats_global(), s->w->id, uperr[outcome]);
+    }
+}
+
+/* ---- log fields ---- */
+
+void weir_x_lf_set(struct weir_session *s, int idx, const char *p, size_t n)
+{
+    if (n > 4096)
+        n = 4096;
+    if (s->x->lf_len + n + 1 > s->x->lf_cap) {
+        size_t ncap = s->x->lf_cap ? s->x->lf_cap : 256;
+        while (ncap < s->x->lf_len + n + 1)
+            ncap *= 2;
+        char *np = realloc(s->x->lf, ncap);
+        if (np == NULL)
+            return;
+        s->x->lf = np;
+        s->x->lf_cap = ncap;
+    }
+    memcpy(s->x->lf + s->x->lf_len, p, n);
+    s->x->lf_off[idx] = (uint32_t)s->x->lf_len;
+    s->x->lf_n[idx] = (uint32_t)n;
+    s->x->lf_len += n;
+    s->x->lf[s->x->lf_len++] = '\0';
+}
+
+static const char *lf_get(const struct weir_session *s, int idx, size_t *n)
+{
+    *n = s->x->lf_n[idx];
+    return *n ? s->x->lf + s->x->lf_off[idx] : NULL;
+}
+
+static void record_stats(struct weir_session *s, uint64_t now)
+{
+    struct weir_stats_sample smp = {
+        .status = s->x->status,
+        .ttfb_us = s->x->t_first && s->x->t_up ? s->x->t_first - s->x->t_up : 0,
+        .total_us = now - s->x->t_start,
+        .bytes_in = s->x->bytes_in,
+        .bytes_out = s->x->bytes_out,
+        .retries = s->x->ntried > 1 ? s->x->ntried - 1 : 0,
+        .now_us = now,
+    };
+    int id = s->w->id;
+    weir_stats_record(weir_stats_global(), id, &smp);
+    if (s->x->pool != NULL)
+        weir_stats_record(s->x->pool->stats, id, &smp);
+    if (s->x->route != NULL)
+        weir_stats_record(s->x->route->stats, id, &smp);
+    if (s->x->ntried > 0)
+        weir_stats_record(s->x->tried[s->x->ntried - 1]->stats, id, &smp);
+}
+
+void weir_x_tunnel_detach(struct weir_session *s)
+{
+    record_stats(s, weir_now_us());
+    if (s->x->pool != NULL)
+        weir_x_lf_set(s, LF_POOL, s->x->pool->name, strlen(s->x->pool->name));
+    if (s->x->ntried > 0)
+        weir_x_lf_set(s, LF_UP, s->x->tried[s->x->ntried - 1]->address,
+                      strlen(s->x->tried[s->x->ntried - 1]->address));
+    weir_x_release_server(s);
+    s->x->pool = NULL;
+    s->x->route = NULL;
+    s->x->detached = 1;
+    if (s->x->rt != NULL) {
+        weir_rt_release(s->x->rt);
+        s->x->rt = NULL;
+    }
+}
+
+void weir_x_log(struct weir_session *s)
+{
+    struct weir_worker *w = s->w;
+    uint64_t now = weir_now_us();
+    if (!s->x->detached)
+        record_stats(s, now);
+    if (weir_alog_fd() < 0)
+        return;
+    struct weir_access_rec r = {
+        .client = s->peer,
+        .rid = s->x->rid,
+        .rid_len = strlen(s->x->rid),
+        .http10 = s->x->version == 10,
+        .status = s->x->status,
+        .bytes = s->x->bytes_out,
+        .pool = s->x->pool != NULL ? s->x->pool->name : NULL,
+        .upstream = s->x->ntried > 0 ? s->x->tried[s->x->ntried - 1]->address : NULL,
+        .upstream_s = s->x->t_first && s->x->t_up ? (double)(s->x->t_first - s->x->t_up) / 1e6 : -1,
+        .total_s = (double)(now - s->x->t_start) / 1e6,
+        .tries = s->x->ntried,
+    };
+    r.method = lf_get(s, LF_METHOD, &r.method_len);
+    r.target = lf_get(s, LF_TARGET, &r.target_len);
+    r.host = lf_get(s, LF_HOST, &r.host_len);
+    r.referer = lf_get(s, LF_REFERER, &r.referer_len);
+    r.ua = lf_get(s, LF_UA, &r.ua_len);
+    if (s->x->detached) {
+        size_t n;
+        r.pool = lf_get(s, LF_POOL, &n);
+        r.upstream = lf_get(s, LF_UP, &n);
+    }
+    char line[WEIR_ACCESS_LINE_MAX];
+    int json = w->rt != NULL && w->rt->conf->log.format == WEIR_LOG_JSON;
+    size_t n = weir_access_format(line, sizeof(line), json, w->clf_time, w->iso_time, &r);
+    weir_alog_append(&w->alog, line, n);
+}
+
+/* ---- filters ---- */
+
+static void filter_detach(struct weir_session *s, int i, int complete)
+{
+    struct weir_filter_slot f = s->x->filters[i];
+    memmove(&s->x->filters[i], &s->x->filters[i + 1],
+            (size_t)(s->x->nfilters - i - 1) * sizeof(s->x->filters[0]));
+    s->x->nfilters--;
+    if (complete && f.f->on_end != NULL)
+        f.f->on_end((struct weir_exchange *)s, f.data);
+    else if (!complete && f.f->on_abort != NULL)
+        f.f->on_abort((struct weir_exchange *)s, f.data);
+}
+
+void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m)
+{
+    for (int i = 0; i < s->x->nfilters;) {
+        const struct weir_filter_slot *f = &s->x->filters[i];
+        if (f->f->on_head != NULL && f->f->on_head((struct weir_exchange *)s, f->data, m) != WEIR_OK)
+            filter_detach(s, i, 0);
+        else
+            i++;
+    }
+}
+
+void weir_x_filters_data(struct weir_session *s, const char *p, size_t n)
+{
+    for (int i = 0; i < s->x->nfilters;) {
+        const struct weir_filter_slot *f = &s->x->filters[i];
+        if (f->f->on_data != NULL && f->f->on_data((struct weir_exchange *)s, f->data, p, n) != WEIR_OK)
+            filter_detach(s, i, 0);
+        else
+            i++;
+    }
+}
+
+void weir_x_filters_end(struct weir_session *s, int complete)
+{
+    while (s->x->nfilters > 0)
+        filter_detach(s, 0, complete);
+}
+
+/* ---- begin / end ---- */
+
+int weir_x_begin(struct weir_session *s)
+{
+    struct weir_xstate *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return WEIR_ERROR;
+    s->x = x;
+    return WEIR_OK;
+}
+
+void weir_x_reset(struct weir_session *s)
+{
+    struct weir_xstate *x = s->x;
+    if (x == NULL)
+        return;
+    weir_x_filters_end(s, 0);
+    weir_x_release_server(s);
+    weir_x_drop_upstream(s);
+    if (x->timer_on)
+        evtimer_del(&x->timer);
+    if (x->rt != NULL)
+        weir_rt_release(x->rt);
+    free(x->up_proto);
+    free(x->reqcopy);
+    free(x->reqmsg);
+    free(x->host_copy);
+    free(x->target_copy);
+    free(x->uphead);
+    free(x->lf);
+    free(x);
+    s->x = NULL;
+}
+
+/* ---- helpers ---- */
+
+int weir_x_chunked_scan(struct evbuffer *in, size_t max, struct weir_chunked *c, size_t *total,
+                        void (*data_cb)(void *, const char *, size_t), void *ud)
+{
+    struct evbuffer_iovec v[16];
+    int nv = evbuffer_peek(in, (ev_ssize_t)max, NULL, v, 16);
+    int rc = WEIR_AGAIN;
+    *total = 0;
+    for (int i = 0; i < nv && i < 16 && rc == WEIR_AGAIN && *total < max; i++) {
+        size_t used = 0, len = v[i].iov_len < max - *total ? v[i].iov_len : max - *total;
+        rc = weir_chunked_parse(c, v[i].iov_base, len, &used, data_cb, ud);
+        *total += used;
+    }
+    return rc;
+}
+
+size_t weir_x_out_room(struct weir_conn *c)
+{
+    size_t n = evbuffer_get_length(c->out);
+    if (n >= WEIR_S_HWM) {
+        weir_conn_flush(c);
+        n = evbuffer_get_length(c->out);
+    }
+    return n < WEIR_S_HWM ? WEIR_S_HWM - n : 0;
+}
+
+int weir_x_out_full(struct weir_conn *c)
+{
+    if (evbuffer_get_length(c->out) < WEIR_S_HWM)
+        return 0;
+    weir_conn_flush(c);
+    return evbuffer_get_length(c->out) >= WEIR_S_HWM;
+}
+
+/* ---- hook-facing accessors (exchange.h) ---- */
+
+int weir_exchange_add_filter(struct weir_exchange *x, const struct weir_resp_filter *f, void *fdata)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    if (s->x->nfilters >= WEIR_EXCHANGE_MAX_FILTERS)
+        return WEIR_ERROR;
+    s->x->filters[s->x->nfilters].f = f;
+    s->x->filters[s->x->nfilters].data = fdata;
+    s->x->nfilters++;
+    return WEIR_OK;
+}
+
+int weir_exchange_respond(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
+                          struct evbuffer *body)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    if (s->x->answered)
+        return WEIR_ERROR;
+    size_t blen = body != NULL ? evbuffer_get_length(body) : 0;
+    int close = s->close_after || !s->x->req_done;
+    struct weir_sbuf b = {0};
+    if (weir_http_build_answer_head(&b, status, fields, fields_len, blen, s->x->rid, close) != WEIR_OK) {
+        weir_sbuf_free(&b);
+        return WEIR_ERROR;
+    }
+    if (evbuffer_add(s->cc->out, b.p, b.len) != 0) {
+        weir_sbuf_free(&b);
+        return WEIR_ERROR;
+    }
+    weir_sbuf_free(&b);
+    if (body != NULL) {
+        if (s->x->method_id != WEIR_HTTP_HEAD) {
+            evbuffer_add_buffer(s->cc->out, body);
+            s->x->bytes_out = blen;
+        } else {
+            evbuffer_drain(body, blen);
+        }
+    }
+    if (close)
+        s->close_after = 1;
+    s->x->status = status;
+    s->x->answered = 1;
+    s->x->resp_sent = 1;
+    return WEIR_OK;
+}
+
+const struct weir_http_msg *weir_exchange_request(struct weir_exchange *x)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    if (s->x->reqmsg != NULL)
+        return s->x->reqmsg;
+    const struct weir_http_msg *m = &s->w->msg;
+    if (s->x->head_p == NULL) /* only during on_request */
+        return NULL;
+    char *copy = malloc(m->head_len);
+    struct weir_http_msg *msg = malloc(sizeof(*msg));
+    if (copy == NULL || msg == NULL) {
+        free(copy);
+        free(msg);
+        return NULL;
+    }
+    memcpy(copy, s->x->head_p, m->head_len);
+    weir_http_msg_reset(msg);
+    if (weir_http_parse_request(copy, m->head_len, m->head_len + 1, msg) != WEIR_OK) {
+        free(copy);
+        free(msg);
+        return NULL;
+    }
+    s->x->reqcopy = copy;
+    s->x->reqmsg = msg;
+    return msg;
+}
+
+int weir_exchange_worker_id(const struct weir_exchange *x)
+{
+    return ((const struct weir_session *)x)->w->id;
+}
+
+const char *weir_exchange_request_id(const struct weir_exchange *x)
+{
+    const struct weir_session *s = (const struct weir_session *)x;
+    return s->x != NULL ? s->x->rid : "";
+}
