@@ -270,6 +270,9 @@ void weir_sreq_consume(struct weir_session *s)
     /* Client reading stays on for the whole exchange (no epoll churn): a
      * body waits in the client buffer until a server is connected, bounded
      * by the read high-water mark, and so do pipelined requests. The body
-     * read timeout only applies while a body is expected. */
-    weir_conn_set_timeouts(s->cc, s->x->req_done ? NULL : w->tv_body, w->tv_idle);
+     * read timeout applies while a body is expected; without a body the
+     * idle/header timer stays armed (lazily: session.c ignores it while a
+     * complete request is answered, so no timer is re-armed per request). */
+    if (!s->x->req_done)
+        weir_conn_set_timeouts(s->cc, w->tv_body, w->tv_idle);
 }

@@ -89,12 +89,12 @@ int weir_sup_start(struct weir_session *s, weir_conn_handler h)
     }
 }
 
-/* The whole request went up: the response timeout runs, the client's body
- * timeout stops. */
+/* The whole request went up: the response timeout runs. (The client's
+ * read timer is left as it is: session.c ignores it once the request is
+ * complete, which spares re-arming timers on every request.) */
 static void request_sent(struct weir_session *s)
 {
     struct weir_worker *w = s->w;
-    weir_conn_set_timeouts(s->cc, NULL, w->tv_idle);
     weir_conn_set_timeouts(s->x->up->conn, w->tv_upstream, w->tv_upstream);
 }
 
@@ -175,8 +175,6 @@ int weir_sup_body(struct weir_session *s)
         return WEIR_AGAIN;
     if (s->state == S_UPSTREAM)
         request_sent(s);
-    else
-        weir_conn_set_timeouts(s->cc, NULL, s->w->tv_idle);
     return WEIR_OK;
 }
 

@@ -427,6 +427,10 @@ static void client_cb(struct weir_conn *c, int ev, void *arg)
         }
         break;
     case WEIR_CONN_TIMEOUT_R:
+        /* The read timer is left armed while a complete request is being
+         * answered (not re-armed per request): nothing to do then. */
+        if ((s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK) && s->x->req_done)
+            break;
         /* The client stopped sending its body (client_body_ms): weir ends
          * the exchange, so it is a 408, answered when nothing was sent yet;
          * 499 is only for clients that left. A head timeout closes

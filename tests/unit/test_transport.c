@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -219,6 +221,37 @@ static void test_connect_refused_reported_from_loop(void **st)
     event_base_free(base);
 }
 
+static void test_backend_socket_options(void **st)
+{
+    (void)st;
+    /* Backend sockets (issue 7, defect 7 and 3): TCP_NODELAY (a streamed
+     * body must not meet Nagle), non-blocking, close-on-exec. */
+    struct event_base *base = event_base_new();
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    struct seen s = {0};
+    struct weir_conn *c = weir_conn_connect(base, (struct sockaddr *)&sa, sizeof(sa), &weir_xprt_plain, NULL,
+                                            NULL, handler, &s);
+    assert_non_null(c);
+    int v = 0;
+    socklen_t vl = sizeof(v);
+    assert_int_equal(getsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+    assert_int_not_equal(v, 0);
+    assert_true(fcntl(c->fd, F_GETFD) & FD_CLOEXEC);
+    assert_true(fcntl(c->fd, F_GETFL) & O_NONBLOCK);
+    for (int i = 0; i < 5 && s.n == 0; i++)
+        loop_once(base);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.ev[0], WEIR_CONN_CONNECTED);
+    weir_conn_free(c);
+    close(l);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_send_wanting_read),
         cmocka_unit_test(test_read_limit_and_eager_write),
         cmocka_unit_test(test_connect_refused_reported_from_loop),
+        cmocka_unit_test(test_backend_socket_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
