@@ -116,15 +116,9 @@ def test_every_descriptor_is_close_on_exec(procs, tmp_path):
                  "eventfd": [d for d in fds if "eventfd" in d[1]]}
         for k, v in kinds.items():
             assert v, "no %s descriptor found: %r" % (k, fds)
-        backend = [d for d in fds if d[3] == a.port]
-        others = [d for d in fds if d[3] != a.port]
-        leaking = [d for d in others if not d[2] & O_CLOEXEC]
+        assert [d for d in fds if d[3] == a.port], "no backend descriptor found: %r" % fds
+        leaking = [d for d in fds if not d[2] & O_CLOEXEC]
         assert not leaking, "descriptors without O_CLOEXEC: %r" % leaking
-        if any(not d[2] & O_CLOEXEC for d in backend):
-            # Backend sockets are opened in upstream.c, which the session
-            # branch of issue 7 rewrites (with SOCK_CLOEXEC); once merged,
-            # this branch is dead and the assertion above covers them too.
-            pytest.xfail("backend sockets (upstream.c) are not close-on-exec yet: %r" % backend)
     finally:
         admin_sock.close()
         client.close()
