@@ -30,6 +30,7 @@ ThreadSanitizer" report allowed; time factor 5). WEIR_SKIP_SLOW=1 skips the
 Every wait in this module is bounded in both iterations and wall time.
 """
 
+import collections
 import json
 import os
 import re
@@ -62,13 +63,25 @@ def tf(seconds):
     return seconds * TIME_FACTOR
 
 
+_RECENT_PORTS = collections.deque(maxlen=4096)
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A loopback port nothing listens on, never one this process handed out
+    recently: the kernel may give the same ephemeral port to two bind(0)
+    calls in a row, and a test that asks for two ports (proxy and admin)
+    must get two different ones."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _RECENT_PORTS:
+            _RECENT_PORTS.append(port)
+            return port
+    raise RuntimeError("no fresh loopback port after 100 tries")
 
 
 def port_accepts(port, timeout=0.2):
