@@ -31,7 +31,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conf_autoscale.h"
 #include "conf_int.h"
+#include "weir/conf_autoscale.h"
 #include "weir/lb.h"
 
 /* ---- handlers --------------------------------------------------------------- */
@@ -509,6 +511,7 @@ static const struct key top_keys[] = {
     KEY_CALL("routes", K_LIST, KF_REQUIRED, key_routes),
     KEY_GROUP("admin", admin_keys, admin_post),
     KEY_GROUP("stats", stats_keys, NULL),
+    KEY_CALL("autoscale", K_GROUP, 0, conf_key_autoscale), /* conf_autoscale.c */
 };
 
 static void conf_defaults(struct loader *L, struct weir_conf *c)
@@ -639,6 +642,7 @@ void weir_conf_free(struct weir_conf *c)
     free(c->routes);
     addr_free(&c->admin.addr);
     free(c->admin.token);
+    weir_conf_autoscale_free(&c->autoscale);
     free(c);
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "weir/conf_autoscale.h"
 #include "weir/conf_edit.h"
 #include "weir/core.h"
 
@@ -99,6 +100,8 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
         d->routes[i].path_prefix = xdup(c->routes[i].path_prefix, &oom);
     }
 
+    if (weir_conf_autoscale_dup(&d->autoscale, &c->autoscale) != 0)
+        oom = 1;
     if (oom) {
         weir_conf_free(d);
         return NULL;

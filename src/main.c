@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "weir/admin.h"
+#include "weir/autoscaler.h"
 #include "weir/conf.h"
 #include "weir/health.h"
 #include "weir/log.h"
@@ -232,6 +233,8 @@ int main(int argc, char **argv)
         return 1;
     }
     weir_health_sync(rt);
+    if (weir_autoscaler_start(M.base) != 0)
+        return 1;
     M.worker_done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (M.worker_done_fd < 0) {
         weir_log_error("eventfd: %s", strerror(errno));
@@ -300,7 +303,8 @@ out:
         event_free(M.drain_timer);
     event_free(M.worker_done);
     close(M.worker_done_fd);
-    weir_health_stop(); /* its events live on M.base */
+    weir_autoscaler_stop(); /* its events live on M.base; kills running hooks */
+    weir_health_stop();     /* its events live on M.base */
     event_base_free(M.base);
     weir_rt_publish(NULL); /* drop the last snapshot */
     weir_stats_shutdown();
