@@ -511,7 +511,7 @@ static const struct key top_keys[] = {
     KEY_CALL("routes", K_LIST, KF_REQUIRED, key_routes),
     KEY_GROUP("admin", admin_keys, admin_post),
     KEY_GROUP("stats", stats_keys, NULL),
-    KEY_CALL("autoscale", K_GROUP, 0, conf_key_autoscale), /* conf_autoscale.c */
+    KEY_CALL("autoscale", K_ANY, 0, conf_key_autoscale), /* a group; conf_autoscale.c */
 };
 
 static void conf_defaults(struct loader *L, struct weir_conf *c)

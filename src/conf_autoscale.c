@@ -400,7 +400,12 @@ void conf_key_autoscale(struct loader *L, const struct key *k, const config_sett
 {
     struct weir_conf *c = obj;
     struct weir_conf_autoscale *as = &c->autoscale;
+    char vbuf[128];
 
+    if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+        conf_err_at(L, s, "%s must be a group { ... } (got %s)", path, conf_describe(s, vbuf, sizeof(vbuf)));
+        return;
+    }
     as->enabled = 1;
     as->interval_ms = 1000;
     as->hook_timeout_ms = 30000;

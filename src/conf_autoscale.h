@@ -5,7 +5,7 @@
 
 #include "conf_int.h"
 
-/* K_GROUP handler (KEY_CALL, off = NO_OFF): sets the section's defaults,
+/* Handler of the top-level key (KEY_CALL, K_ANY: it checks for a group): sets the section's defaults,
  * walks it, checks the rules and alerts against the file's pools. */
 void conf_key_autoscale(struct loader *L, const struct key *k, const config_setting_t *s, const char *path,
                         void *obj);
