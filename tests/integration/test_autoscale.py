@@ -282,6 +282,7 @@ def test_hook_timeout_kills_process_group(procs, env, tmp_path):
     procs.weir(base_conf(port, aport, [o1], autoscale([always_up_rule(hook)], hook_timeout_ms=1000),
                          health=False), port)
     admin = Admin(aport)
+    assert admin.wait_ready()
     rec = wait_record(admin, 15, action="scale_up", result="failed")[0]
     assert "timed out after 1000 ms" in rec["hook"]["status"], rec
     assert 900 <= rec["hook"]["duration_ms"] < tf(5000)
@@ -290,8 +291,9 @@ def test_hook_timeout_kills_process_group(procs, env, tmp_path):
     child = int(pidfile.read_text())
     assert wait_until(lambda: not Path("/proc/%d" % child).exists() or
                       Path("/proc/%d/stat" % child).read_text().split()[2] == "Z", tf(5))
-    a = alert(admin, "always:hook_failed")
-    assert a["state"] == "firing" and a["severity"] == "critical"
+    # the rule's alert fires on the next tick
+    assert wait_until(lambda: alert(admin, "always:hook_failed")["state"] == "firing", tf(3), 0.05)
+    assert alert(admin, "always:hook_failed")["severity"] == "critical"
 
 
 def test_hook_failure_records_hook_failed(procs, env, tmp_path):
@@ -300,6 +302,7 @@ def test_hook_failure_records_hook_failed(procs, env, tmp_path):
     port, aport = free_port(), free_port()
     w = procs.weir(base_conf(port, aport, [o1], autoscale([always_up_rule(hook)]), health=False), port)
     admin = Admin(aport)
+    assert admin.wait_ready()
     rec = wait_record(admin, 15, action="scale_up", result="failed")[0]
     assert rec["hook"]["exit_code"] == 3 and rec["hook"]["ok"] is False
     assert "no capacity left" in rec["hook"]["output"]
@@ -307,6 +310,7 @@ def test_hook_failure_records_hook_failed(procs, env, tmp_path):
     # no cooldown after a failure: it tries again
     assert len(wait_until(lambda: len(records(admin, action="scale_up")) >= 2 and
                           records(admin, action="scale_up"), tf(10), 0.1)) >= 2
+    assert wait_until(lambda: alert(admin, "always:hook_failed")["state"] == "firing", tf(3), 0.05)
     m = parse_metrics(admin.metrics())
     assert m['weir_autoscale_decisions_total{rule="always",action="hook_failed"}'] >= 1
     assert m['weir_alert_state{alert="always:hook_failed",severity="critical"}'] == 2
@@ -320,6 +324,7 @@ def test_dry_run_runs_nothing(procs, env, tmp_path):
     procs.weir(base_conf(port, aport, [o1], autoscale([always_up_rule(hook)], dry_run=True), health=False),
                port)
     admin = Admin(aport)
+    assert admin.wait_ready()
     rec = wait_record(admin, 10, action="skipped", reason="dry_run")[0]
     assert rec["desired"] == 2 and rec["dry_run"] is True
     time.sleep(1.5)
@@ -341,6 +346,7 @@ def test_reload_keeps_cooldown_and_alerts(procs, env, tmp_path):
     text = base_conf(port, aport, [o1], autoscale([rule], [al]), health=False)
     w = procs.weir(text, port)
     admin = Admin(aport)
+    assert admin.wait_ready()
     assert wait_until(lambda: alert(admin, "busy")["state"] == "firing", tf(10), 0.1)
     assert wait_until(lambda: alert(admin, "always:at_max")["state"] == "firing", tf(10), 0.1)
     since = alert(admin, "busy")["since_ms"]
@@ -364,6 +370,7 @@ def test_reload_keeps_cooldown(procs, env, tmp_path):
     text = base_conf(port, aport, [o1], autoscale([rule]), health=False)
     w = procs.weir(text, port)
     admin = Admin(aport)
+    assert admin.wait_ready()
     # Traffic makes a newly added server prove itself: the hook adds a
     # server through the runtime API, so the action completes.
     hook2 = write_hook(tmp_path / "add", 'curl -fsS -X POST -H "Authorization: Bearer $WEIR_ADMIN_TOKEN" '
@@ -405,6 +412,7 @@ def test_not_capacity_bound(procs, env, tmp_path):
             "scale_up": {"above": 100.0, "for_ms": 1000, "hook": hook}}
     procs.weir(base_conf(port, aport, [o1], autoscale([rule]), health=False), port)
     admin = Admin(aport)
+    assert admin.wait_ready()
     # one client pausing 0.5 s between requests: p95 ~300 ms, ~0.4 in flight per server
     load = PausedLoad(port, conns=1, pause=0.5, limit=tf(30), path="/").start()
     try:
@@ -434,6 +442,7 @@ def test_hook_environment_stdin_and_fds(procs, env, tmp_path):
     port, aport = free_port(), free_port()
     w = procs.weir(base_conf(port, aport, [o1], autoscale([always_up_rule(hook)]), health=False), port)
     admin = Admin(aport)
+    assert admin.wait_ready()
     wait_record(admin, 10, action="scale_up", result="failed")
     envs = dict(l.split("=", 1) for l in Path(str(out) + ".env").read_text().splitlines())
     assert envs["WEIR_EVENT"] == "scale_up" and envs["WEIR_RULE"] == "always" and envs["WEIR_POOL"] == "api"
@@ -494,6 +503,7 @@ def test_config_valid_and_metrics_promtool(procs, env, tmp_path):
           "critical": 0.05, "for_ms": 1000, "keep_firing_for_ms": 3000}
     procs.weir(base_conf(port, aport, [o1], autoscale([rule], [al]), health=False), port)
     admin = Admin(aport)
+    assert admin.wait_ready()
     time.sleep(1.0)
     doc = get_json(admin, "/autoscale")
     assert doc["enabled"] and doc["role"] == "standalone" and doc["rules"][0]["mode"] == "target"
