@@ -23,6 +23,7 @@
 #include "weir/hook.h"
 #include "weir/lease.h"
 #include "weir/log.h"
+#include "weir/pool_edit.h"
 #include "weir/runtime.h"
 #include "weir/server.h"
 #include "weir/stats.h"
@@ -161,41 +162,6 @@ static void server_counts(const struct weir_server *s, uint64_t *req, uint64_t *
 static double json_num(double v)
 {
     return isfinite(v) ? round(v * 1000.0) / 1000.0 : 0;
-}
-
-/* ---- runtime edits: every change to the running pools goes through these
- * three functions (re-point them at the control plane's API when it has
- * one). ---------------------------------------------------------------------- */
-
-static int edit_set_admin(struct weir_server *s, int state, const char *pool)
-{
-    return weir_health_set_admin(s, state, pool);
-}
-
-/* Remove server `address` from pool `pool` in a new snapshot. 0 or -1. */
-static int edit_remove_server(const char *pool, const char *address)
-{
-    struct weir_rt *cur = weir_rt_current();
-    struct weir_conf *copy = cur ? weir_conf_dup(cur->conf) : NULL;
-    struct weir_conf_pool *cp = copy ? weir_conf_find_pool(copy, pool) : NULL;
-    long i = cp ? weir_conf_find_server(cp, address, NULL) : -1;
-    int nworkers = cur ? cur->nworkers : 1;
-
-    if (i < 0) {
-        weir_conf_free(copy);
-        weir_rt_release(cur);
-        return -1;
-    }
-    weir_conf_pool_remove_server(cp, (size_t)i);
-    struct weir_rt *rt = weir_rt_build(copy, cur, nworkers);
-    weir_rt_release(cur);
-    if (rt == NULL) {
-        weir_conf_free(copy);
-        return -1;
-    }
-    weir_rt_publish(rt);
-    weir_health_sync(rt);
-    return 0;
 }
 
 /* ---- decision records ----------------------------------------------------- */
@@ -510,13 +476,13 @@ static void down_hook_done(void *arg, const struct weir_hook_result *res)
         struct weir_rt *rt = weir_rt_current();
         struct weir_server *s = pool_server_by_id(rt_pool(rt, a->pool), a->server_id);
         if (s != NULL)
-            edit_set_admin(s, WEIR_ADMIN_READY, a->pool);
+            weir_pool_edit_set_admin(s, WEIR_ADMIN_READY, a->pool);
         weir_rt_release(rt);
         snprintf(d, sizeof(d), "scale_down hook %s; server %s set ready again", why, a->server);
         action_end(pt, 0, d);
         return;
     }
-    if (edit_remove_server(a->pool, a->server) != 0) {
+    if (weir_pool_edit_remove(a->pool, a->server) != 0) {
         snprintf(d, sizeof(d), "scale_down hook %s but server %s could not be removed (gone already?)", why,
                  a->server);
         action_end(pt, 0, d);
@@ -647,7 +613,7 @@ static void action_start(struct rule_rt *r, struct pool_track *pt, const struct 
     json_object_set_new(rec, "server", json_string(s->address));
     a->phase = PH_DOWN_DRAIN;
     a->drain_started_ms = now_ms();
-    edit_set_admin(s, WEIR_ADMIN_DRAIN, p->name);
+    weir_pool_edit_set_admin(s, WEIR_ADMIN_DRAIN, p->name);
     weir_log_info("autoscale: rule '%s' pool '%s': draining server %s (%ld in flight, up to %lld ms)",
                   r->name, p->name, s->address, weir_server_active(s), (long long)a->drain_ms);
     drain_poll_arm();
@@ -723,7 +689,7 @@ static void action_progress(struct pool_track *pt, const struct weir_pool *p)
     }
     struct rule_rt *r = rule_find(a->rule);
     if (r == NULL || r->conf == NULL || start_scale_hook(a, r, down_hook_done) != 0) {
-        edit_set_admin(s, WEIR_ADMIN_READY, a->pool);
+        weir_pool_edit_set_admin(s, WEIR_ADMIN_READY, a->pool);
         action_end(pt, 0, "scale_down hook could not be started; server set ready again");
     }
 }

@@ -32,8 +32,10 @@
 #include <unistd.h>
 
 #include "conf_autoscale.h"
+#include "conf_dns.h"
 #include "conf_int.h"
 #include "weir/conf_autoscale.h"
+#include "weir/conf_dns.h"
 #include "weir/lb.h"
 
 /* ---- handlers --------------------------------------------------------------- */
@@ -186,8 +188,10 @@ static void key_hash_key(struct loader *L, const struct key *k, const config_set
 }
 
 static const struct key server_keys[] = {
-    KEY_FN("address", K_STR, KF_REQUIRED, struct weir_conf_server, addr, conf_key_addr),
+    KEY_FN("address", K_STR, KF_REQUIRED, struct weir_conf_server, addr, conf_key_server_addr), /* conf_dns.c */
     KEY_INT("weight", struct weir_conf_server, weight, 1, WEIGHT_MAX),
+    KEY_BOOL("resolve", struct weir_conf_server, resolve),                             /* DNS discovery */
+    KEY_INT("resolve_interval_ms", struct weir_conf_server, resolve_interval_ms, 100, MS_MAX), /* conf_dns.c */
 };
 
 static void server_init(struct loader *L, const config_setting_t *s, void *el)
@@ -195,6 +199,7 @@ static void server_init(struct loader *L, const config_setting_t *s, void *el)
     struct weir_conf_server *srv = el;
 
     srv->weight = 1;
+    srv->resolve_interval_ms = 5000;
     srv->line = conf_line(s);
 }
 
@@ -206,6 +211,7 @@ static void key_servers(struct loader *L, const struct key *k, const config_sett
 
     p->servers = conf_walk_list(L, s, path, "server", sizeof(*p->servers), &p->nservers, server_keys,
                                 WEIR_ARRAY_LEN(server_keys), server_init);
+    conf_dns_split(L, s, path, p); /* numeric addresses parsed, resolve = true entries moved to p->dns */
     for (i = 0; i < p->nservers; i++) {
         for (j = 0; j < i; j++) {
             if (conf_addr_equal(&p->servers[i].addr, &p->servers[j].addr)) {
@@ -512,6 +518,7 @@ static const struct key top_keys[] = {
     KEY_GROUP("admin", admin_keys, admin_post),
     KEY_GROUP("stats", stats_keys, NULL),
     KEY_CALL("autoscale", K_ANY, 0, conf_key_autoscale), /* a group; conf_autoscale.c */
+    KEY_CALL("resolvers", K_LIST, 0, conf_key_resolvers), /* conf_dns.c */
 };
 
 static void conf_defaults(struct loader *L, struct weir_conf *c)
@@ -633,8 +640,10 @@ void weir_conf_free(struct weir_conf *c)
         free(p->health.method);
         free(p->health.host);
         free(p->health.expect_body);
+        weir_conf_dns_free(p);
     }
     free(c->pools);
+    weir_conf_resolvers_free(c);
     for (i = 0; i < c->nroutes; i++) {
         free(c->routes[i].host);
         free(c->routes[i].path_prefix);

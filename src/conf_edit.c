@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "weir/conf_autoscale.h"
+#include "weir/conf_dns.h"
 #include "weir/conf_edit.h"
 #include "weir/core.h"
 
@@ -90,6 +91,8 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
             p->nservers = 0;
         for (j = 0; j < p->nservers; j++)
             p->servers[j].addr.text = xdup(sp->servers[j].addr.text, &oom);
+        if (weir_conf_dns_dup(p, sp) != 0)
+            oom = 1;
     }
 
     d->routes = xdup_array(c->routes, c->nroutes, sizeof(*c->routes), &oom);
@@ -100,7 +103,7 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
         d->routes[i].path_prefix = xdup(c->routes[i].path_prefix, &oom);
     }
 
-    if (weir_conf_autoscale_dup(&d->autoscale, &c->autoscale) != 0)
+    if (weir_conf_autoscale_dup(&d->autoscale, &c->autoscale) != 0 || weir_conf_resolvers_dup(d, c) != 0)
         oom = 1;
     if (oom) {
         weir_conf_free(d);

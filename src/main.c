@@ -20,6 +20,7 @@
 #include "weir/admin.h"
 #include "weir/autoscaler.h"
 #include "weir/conf.h"
+#include "weir/dns.h"
 #include "weir/health.h"
 #include "weir/log.h"
 #include "weir/runtime.h"
@@ -126,6 +127,7 @@ static int reload_conf(void *arg, struct weir_conf_errors *errs)
         weir_log_error("reload refused: %zu error(s), the running configuration stays", errs->n);
         return -1;
     }
+    weir_dns_expand(conf); /* servers discovered so far stay across the reload */
     struct weir_rt *old = weir_rt_current();
     if (!same_listens(old->conf, conf))
         weir_log_warn("reload: listen addresses changed; they take effect at the next restart");
@@ -233,7 +235,7 @@ int main(int argc, char **argv)
         return 1;
     }
     weir_health_sync(rt);
-    if (weir_autoscaler_start(M.base) != 0)
+    if (weir_dns_start(M.base) != 0 || weir_autoscaler_start(M.base) != 0)
         return 1;
     M.worker_done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (M.worker_done_fd < 0) {
@@ -304,6 +306,7 @@ out:
     event_free(M.worker_done);
     close(M.worker_done_fd);
     weir_autoscaler_stop(); /* its events live on M.base; kills running hooks */
+    weir_dns_stop();
     weir_health_stop();     /* its events live on M.base */
     event_base_free(M.base);
     weir_rt_publish(NULL); /* drop the last snapshot */

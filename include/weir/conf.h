@@ -33,6 +33,20 @@ struct weir_conf_server {
     struct weir_conf_addr addr;
     int weight; /* >= 1, default 1 */
     int line;
+    /* DNS discovery (conf_dns.c): with resolve = true the entry moves from
+     * the pool's servers to its dns list at load time. */
+    int resolve;
+    int resolve_interval_ms; /* default 5000 */
+};
+
+/* A name DNS discovery resolves into servers (server with resolve = true). */
+struct weir_conf_dns {
+    char *text; /* "name:port" as written */
+    char *name; /* lower-cased host name */
+    int port;
+    int weight;
+    int interval_ms;
+    int line;
 };
 
 struct weir_conf_health {                   /* pool.health; type NONE when the group is absent */
@@ -70,6 +84,8 @@ struct weir_conf_pool {
     int slow_start_ms; /* default 0 = off */
     int panic;         /* default 1 */
     int line;
+    struct weir_conf_dns *dns; /* names resolved into servers (conf_dns.c, dns.c) */
+    size_t ndns;
 };
 
 struct weir_conf_route {
@@ -204,6 +220,9 @@ struct weir_conf {
     } stats;
 
     struct weir_conf_autoscale autoscale; /* conf_autoscale.c */
+
+    struct weir_conf_addr *resolvers; /* DNS servers for discovery; none: /etc/resolv.conf */
+    size_t nresolvers;
 
     /* NOTE: conf_edit.c (weir_conf_dup) deep-copies this struct for the
      * runtime API: a new pointer field must be copied there too. */
