@@ -600,3 +600,69 @@ def test_alert_webhook_posts_the_document():
         srv.shutdown()
         srv.server_close()
     assert got == [("application/json", "Bearer s3", b'{"event":"x"}')]
+
+
+# --------------------------------------------------------------------------
+# several instances: the Redis leader lease
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def redis(tmp_path):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server not installed (scripts/debian-packages.txt lists it)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    from weirtest import port_accepts
+    assert wait_until(lambda: port_accepts(port), tf(10), 0.05)
+    yield {"port": port, "proc": proc}
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_redis_lease_one_instance_runs_hooks(procs, env, tmp_path, redis):
+    o1 = procs.origin("o1")
+    runs = tmp_path / "runs.log"
+    hook = write_hook(tmp_path / "count", 'echo "$WEIR_ADMIN_URL" >> %s\n' % runs)
+    rule = always_up_rule(hook, warmup_ms=500)
+    al = {"name": "busy", "pool": "api", "metric": "healthy_servers", "window_ms": 1000, "below": True,
+          "warning": 2.0}
+    red = {"address": "%s:%d" % (LOOPBACK, redis["port"]), "lease_ms": 1000, "key": "weir:test:lease"}
+    weirs, admins = [], []
+    for _ in range(2):
+        port, aport = free_port(), free_port()
+        weirs.append(procs.weir(base_conf(port, aport, [o1], autoscale([rule], [al], redis=red), health=False),
+                                port))
+        admins.append(Admin(aport))
+        assert admins[-1].wait_ready()
+
+    def roles():
+        return sorted(get_json(a, "/autoscale")["role"] for a in admins)
+    assert wait_until(lambda: roles() == ["follower", "leader"], tf(5), 0.1), roles()
+    assert wait_until(lambda: runs.exists() and len(runs.read_text().splitlines()) >= 3, tf(15), 0.1)
+    lines = runs.read_text().splitlines()
+    assert len(set(lines)) == 1, lines  # exactly one instance ran the hook, several times
+    leader = [a for a in admins if get_json(a, "/autoscale")["role"] == "leader"][0]
+    follower = [a for a in admins if a is not leader][0]
+    assert lines[0] == "http://%s:%d" % (LOOPBACK, leader.port)
+    assert records(follower, reason="follower") and records(follower, action="scale_up") == []
+
+    # the leader goes away: the follower takes the lease once it expires
+    procs.weirs[admins.index(leader)].stop()
+    assert wait_until(lambda: get_json(follower, "/autoscale")["role"] == "leader", tf(5), 0.1)
+    assert wait_until(lambda: "http://%s:%d" % (LOOPBACK, follower.port) in runs.read_text(), tf(10), 0.1)
+
+    # Redis gone: nobody runs scale hooks; alerts still fire locally
+    redis["proc"].kill()
+    redis["proc"].wait(10)
+    assert wait_until(lambda: get_json(follower, "/autoscale")["role"] == "redis_unreachable", tf(5), 0.1)
+    time.sleep(0.5)  # a hook started just before may still be finishing
+    n = len(runs.read_text().splitlines())
+    time.sleep(2.0)
+    assert len(runs.read_text().splitlines()) == n
+    assert alert(follower, "busy")["state"] == "firing"
+    w = procs.weirs[1 - admins.index(leader)]
+    assert w.stderr().count("unreachable for the leader lease") == 1
