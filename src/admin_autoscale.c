@@ -1,6 +1,7 @@
 /*
  * admin_autoscale.c - GET /autoscale and GET /alerts of the admin endpoint
- * (control thread; documents built by autoscaler.c).
+ * and GET /history
+ * (control thread; documents built by autoscaler.c and history.c).
  */
 #include "config.h"
 
@@ -11,6 +12,7 @@
 #include "weir/admin.h"
 #include "weir/admin_autoscale.h"
 #include "weir/autoscaler.h"
+#include "weir/history.h"
 
 int weir_admin_autoscale_route(struct evhttp_request *req, const char *seg, int is_get)
 {
@@ -20,6 +22,8 @@ int weir_admin_autoscale_route(struct evhttp_request *req, const char *seg, int 
         render = weir_autoscaler_json;
     else if (strcmp(seg, "alerts") == 0)
         render = weir_autoscaler_alerts_json;
+    else if (strcmp(seg, "history") == 0)
+        render = weir_history_json;
     else
         return 0;
     if (!is_get) {

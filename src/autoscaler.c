@@ -20,6 +20,7 @@
 #include "weir/conf_autoscale.h"
 #include "weir/conf_edit.h"
 #include "weir/health.h"
+#include "weir/history.h"
 #include "weir/hook.h"
 #include "weir/lease.h"
 #include "weir/log.h"
@@ -1118,7 +1119,7 @@ int weir_autoscaler_start(struct event_base *base)
     M.start_wall_s = wall_ms() / 1000;
     M.interval_ms = 1000;
     if (M.records == NULL || M.scratch == NULL || M.tick == NULL || M.drain_poll == NULL ||
-        weir_hook_init(base) != 0 || weir_lease_start(base) != 0) {
+        weir_hook_init(base) != 0 || weir_lease_start(base) != 0 || weir_history_start(base) != 0) {
         weir_log_error("autoscale: cannot start (out of memory?)");
         return -1;
     }
@@ -1138,6 +1139,7 @@ void weir_autoscaler_stop(void)
         return;
     weir_hook_shutdown();
     weir_lease_stop();
+    weir_history_stop();
     while ((pt = LIST_FIRST(&M.pools)) != NULL) {
         LIST_REMOVE(pt, link);
         pool_track_free(pt);

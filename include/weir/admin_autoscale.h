@@ -6,6 +6,7 @@
  *                    decision records
  *   GET /alerts      every alert's state (ok, pending, firing + severity,
  *                    resolved), configured alerts and the rules' own
+ *   GET /history     the last 15 minutes of the dashboard's charts (history.h)
  *
  * Control thread (admin callbacks).
  */
