@@ -926,12 +926,13 @@ static void eval_rule(struct rule_rt *r, const struct weir_rt *rt, int64_t t)
                           r->has_value ? "" : "(no data)", v, vd->dir == WEIR_AS_UP ? ">" : "<",
                           vd->threshold, (long long)vd->held_ms, tk.servers, vd->desired);
         else
-            weir_log_warn(
-                "autoscale: rule '%s' pool '%s': %s decision %lld: %s %.3f %s %.3f held %lld ms "
-                "(inflight/server %.2f); servers %d -> %d",
-                r->name, c->pool, act, rec ? (long long)json_integer_value(json_object_get(rec, "id")) : -1,
-                weir_as_metric_name(c->metric), v, vd->dir == WEIR_AS_UP ? ">" : "<", vd->threshold,
-                (long long)vd->held_ms, r->win.v[WEIR_ASM_INFLIGHT_PER_SERVER], tk.servers, vd->desired);
+            weir_log_warn("autoscale: rule '%s' pool '%s': %s decision %lld: %s %s%.3f %s %.3f held %lld ms "
+                          "(inflight/server %.2f); servers %d -> %d",
+                          r->name, c->pool, act,
+                          rec ? (long long)json_integer_value(json_object_get(rec, "id")) : -1,
+                          weir_as_metric_name(c->metric), r->has_value ? "" : "(no data: an idle pool) ", v,
+                          vd->dir == WEIR_AS_UP ? ">" : "<", vd->threshold, (long long)vd->held_ms,
+                          r->win.v[WEIR_ASM_INFLIGHT_PER_SERVER], tk.servers, vd->desired);
         if ((vd->action == WEIR_AS_SCALE_UP || vd->action == WEIR_AS_SCALE_DOWN) && rec != NULL)
             action_start(r, pt, p, rec);
         json_decref(rec);
