@@ -448,7 +448,7 @@ static void up_hook_done(void *arg, const struct weir_hook_result *res)
     int timeout = M.rt ? M.rt->conf->autoscale.hook_timeout_ms : 0;
     char why[200];
 
-    if (pt == NULL)
+    if (pt == NULL || res->cancelled) /* stopping: the action is freed with its pool */
         return;
     hook_result_json(a->record, a->hook, res, timeout);
     weir_log_info("autoscale: rule '%s' scale_up hook %s: %s after %.0f ms", a->rule, a->hook,
@@ -469,7 +469,7 @@ static void down_hook_done(void *arg, const struct weir_hook_result *res)
     int timeout = M.rt ? M.rt->conf->autoscale.hook_timeout_ms : 0;
     char why[200], d[300];
 
-    if (pt == NULL)
+    if (pt == NULL || res->cancelled) /* stopping: the action is freed with its pool */
         return;
     hook_result_json(a->record, a->hook, res, timeout);
     weir_hook_describe(res, timeout, why, sizeof(why));
@@ -722,7 +722,7 @@ static void alert_hook_done(void *arg, const struct weir_hook_result *res)
     char why[200];
 
     hook_result_json(c->record, c->path, res, timeout);
-    if (!weir_hook_ok(res))
+    if (!weir_hook_ok(res) && !res->cancelled)
         weir_log_warn("autoscale: alert hook %s: %s", c->path,
                       weir_hook_describe(res, timeout, why, sizeof(why)));
     json_decref(c->record);

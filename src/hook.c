@@ -195,6 +195,12 @@ void weir_hook_shutdown(void)
             kill(h->pid, SIGKILL);
         while (waitpid(h->pid, &status, 0) < 0 && errno == EINTR)
             ;
+        H.n--;
+        h->res.cancelled = 1;
+        h->res.signaled = 1;
+        h->res.term_signal = SIGKILL;
+        if (h->done != NULL)
+            h->done(h->arg, &h->res);
         hook_free(h);
     }
     event_free(H.sigchld);
@@ -328,13 +334,15 @@ fail_fds:
 
 int weir_hook_ok(const struct weir_hook_result *r)
 {
-    return r->spawn_errno == 0 && r->exited && r->exit_status == 0 && !r->timed_out;
+    return r->spawn_errno == 0 && r->exited && r->exit_status == 0 && !r->timed_out && !r->cancelled;
 }
 
 const char *weir_hook_describe(const struct weir_hook_result *r, int timeout_ms, char *buf, size_t size)
 {
     if (r->spawn_errno != 0)
         snprintf(buf, size, "spawn failed: %s", strerror(r->spawn_errno));
+    else if (r->cancelled)
+        snprintf(buf, size, "killed: weir is stopping");
     else if (r->timed_out)
         snprintf(buf, size, "timed out after %d ms (process group killed)", timeout_ms);
     else if (r->exited)

@@ -11,9 +11,10 @@
  * weir's own plus the caller's "NAME=value" entries (which replace weir's
  * variables of the same names). A hook still running after its timeout is
  * killed with its whole process group (SIGKILL); children are reaped on
- * SIGCHLD. The completion callback runs once per hook, on the control
- * thread, after the hook has been reaped; it is not called after
- * weir_hook_shutdown.
+ * SIGCHLD. The completion callback runs exactly once per hook, on the
+ * control thread, after the hook has been reaped (from weir_hook_shutdown
+ * with `cancelled` set for the hooks still running then, so callers free
+ * what they attached).
  *
  * Control thread only.
  */
@@ -35,6 +36,7 @@ struct weir_hook_result {
     int signaled; /* 1: killed by term_signal */
     int term_signal;
     int timed_out; /* 1: killed by weir at its timeout */
+    int cancelled; /* 1: killed by weir_hook_shutdown (weir is stopping) */
     double duration_ms;
     size_t output_len;   /* bytes in output (the last WEIR_HOOK_OUTPUT_MAX of stdout + stderr) */
     size_t output_total; /* bytes the hook wrote */
@@ -46,8 +48,9 @@ typedef void (*weir_hook_done_fn)(void *arg, const struct weir_hook_result *r);
 /* Install the SIGCHLD handler on the control thread's base. 0 or -1. */
 int weir_hook_init(struct event_base *base);
 
-/* Kill every running hook's process group, reap them, free everything; no
- * callback runs. Safe when not initialised. */
+/* Kill every running hook's process group, reap them, call their
+ * callbacks with `cancelled` set, free everything. Safe when not
+ * initialised. */
 void weir_hook_shutdown(void);
 
 /* Start `path` (no arguments) with env (NULL-terminated "NAME=value"
