@@ -412,6 +412,11 @@ void conf_key_autoscale(struct loader *L, const struct key *k, const config_sett
     as->redis.lease_ms = 5000;
     conf_set_str(L, &as->redis.key, "weir:autoscale:leader");
     conf_walk_group(L, s, path, autoscale_keys, WEIR_ARRAY_LEN(autoscale_keys), as);
+    if (as->redis.enabled && as->redis.lease_ms < 2 * as->interval_ms)
+        conf_err_at(
+            L, config_setting_get_member(s, "redis"),
+            "%s.redis.lease_ms (%d) must be at least twice interval_ms (%d): the lease is renewed every tick",
+            path, as->redis.lease_ms, as->interval_ms);
     check_rules(L, config_setting_get_member(s, "rules"), as);
     check_alerts(L, config_setting_get_member(s, "alerts"), as);
 }
