@@ -5,7 +5,8 @@
  * cooldowns, bounds, not_capacity_bound, no_data, action_in_flight /
  * follower / dry_run, target-mode arithmetic, alert pending / firing /
  * escalation / keep_firing_for / resolved, percentiles and rates of a
- * window.
+ * window; the configuration sections (defaults, order independence, DNS
+ * split, deep copy) and their FILE:LINE errors.
  */
 #include "config.h"
 
@@ -22,6 +23,10 @@
 #include "weir/autoscale_metrics.h"
 #include "weir/conf.h"
 #include "weir/conf_autoscale.h"
+#include "weir/conf_edit.h"
+
+#include <stdio.h>
+#include <unistd.h>
 
 #define TICK 1000
 
@@ -521,6 +526,142 @@ static void test_names(void **unused)
     assert_false(weir_as_metric_is_latency(WEIR_ASM_ERROR_RATE));
 }
 
+/* ---- the configuration sections (conf_autoscale.c, conf_dns.c) ---- */
+
+static char conf_path[64];
+
+static struct weir_conf *load_text(const char *text, struct weir_conf_errors *errs)
+{
+    snprintf(conf_path, sizeof(conf_path), "/tmp/weir-test-autoscale-%d.conf", (int)getpid());
+    FILE *f = fopen(conf_path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    memset(errs, 0, sizeof(*errs));
+    struct weir_conf *c = weir_conf_load(conf_path, errs);
+    unlink(conf_path);
+    return c;
+}
+
+/* The autoscale section comes before the pools it names: still valid. */
+static void test_conf_sections(void **unused)
+{
+    struct weir_conf_errors errs;
+    struct weir_conf *c =
+        load_text("autoscale = { interval_ms = 500; dry_run = true;\n"
+                  "  rules = ( { name = \"r1\"; pool = \"api\"; metric = \"rps_per_server\"; target = 100;\n"
+                  "              scale_up = { step_pct = 50; }; scale_down = { for_ms = 1000; }; } );\n"
+                  "  alerts = ( { name = \"a1\"; pool = \"api\"; metric = \"healthy_servers\"; below = true; "
+                  "warning = 2; } );\n"
+                  "  redis = { address = \"127.0.0.1:6379\"; }; };\n"
+                  "resolvers = ( \"127.0.0.1\", \"10.0.0.2:5353\" );\n"
+                  "listen = ( { address = \"127.0.0.1:8080\"; } );\n"
+                  "pools = ( { name = \"api\"; servers = ( { address = \"localhost:9001\"; },\n"
+                  "            { address = \"API.Internal:8080\"; resolve = true; resolve_interval_ms = "
+                  "2000; weight = 3; } ); } );\n"
+                  "routes = ( { host = \"*\"; path_prefix = \"/\"; pool = \"api\"; } );\n",
+                  &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msgs[i]);
+    assert_non_null(c);
+    const struct weir_conf_autoscale *a = &c->autoscale;
+    assert_true(a->enabled && a->dry_run);
+    assert_int_equal(a->interval_ms, 500);
+    assert_int_equal(a->hook_timeout_ms, 30000);
+    assert_int_equal(a->nrules, 1);
+    assert_true(a->rules[0].has_target && a->rules[0].target == 100.0);
+    assert_int_equal(a->rules[0].up.step_pct, 50);
+    assert_int_equal(a->rules[0].up.for_ms, 3000); /* default */
+    assert_int_equal(a->rules[0].down.cooldown_ms, 300000);
+    assert_int_equal(a->rules[0].warmup_ms, 120000);
+    assert_int_equal(a->nalerts, 1);
+    assert_true(a->alerts[0].below && a->alerts[0].has_warning && !a->alerts[0].has_critical);
+    assert_true(a->redis.enabled);
+    assert_int_equal(a->redis.lease_ms, 5000);
+    assert_string_equal(a->redis.key, "weir:autoscale:leader");
+    /* the resolved name left the server list; localhost needed no lookup */
+    assert_int_equal(c->pools[0].nservers, 1);
+    assert_string_equal(c->pools[0].servers[0].addr.text, "localhost:9001");
+    assert_int_equal(c->pools[0].ndns, 1);
+    assert_string_equal(c->pools[0].dns[0].name, "api.internal");
+    assert_int_equal(c->pools[0].dns[0].port, 8080);
+    assert_int_equal(c->pools[0].dns[0].weight, 3);
+    assert_int_equal(c->pools[0].dns[0].interval_ms, 2000);
+    assert_int_equal(c->nresolvers, 2);
+    assert_string_equal(c->resolvers[0].text, "127.0.0.1:53");
+    assert_string_equal(c->resolvers[1].text, "10.0.0.2:5353");
+
+    /* a deep copy owns everything (freeing both is clean under ASan) */
+    struct weir_conf *d = weir_conf_dup(c);
+    assert_non_null(d);
+    assert_ptr_not_equal(d->autoscale.rules, c->autoscale.rules);
+    assert_ptr_not_equal(d->autoscale.rules[0].name, c->autoscale.rules[0].name);
+    assert_string_equal(d->autoscale.rules[0].name, "r1");
+    assert_ptr_not_equal(d->pools[0].dns[0].name, c->pools[0].dns[0].name);
+    assert_ptr_not_equal(d->resolvers[0].text, c->resolvers[0].text);
+    assert_string_equal(d->autoscale.redis.key, "weir:autoscale:leader");
+    weir_conf_free(c);
+    weir_conf_free(d);
+    weir_conf_errors_free(&errs);
+}
+
+static void expect_error(const char *autoscale, const char *servers, const char *want)
+{
+    struct weir_conf_errors errs;
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "listen = ( { address = \"127.0.0.1:8080\"; } );\n"
+             "pools = ( { name = \"api\"; servers = ( %s ); } );\n"
+             "routes = ( { host = \"*\"; path_prefix = \"/\"; pool = \"api\"; } );\n"
+             "%s\n",
+             servers, autoscale);
+    struct weir_conf *c = load_text(text, &errs);
+    int found = 0;
+    for (size_t i = 0; i < errs.n; i++)
+        found |= strstr(errs.msgs[i], want) != NULL;
+    if (!found)
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "got: %s\n", errs.msgs[i]);
+    assert_null(c);
+    assert_true(found);
+    weir_conf_errors_free(&errs);
+}
+
+static void test_conf_errors(void **unused)
+{
+    const char *ok = "{ address = \"127.0.0.1:9001\"; }";
+    expect_error(
+        "autoscale = { rules = ( { name = \"r\"; pool = \"api\"; metric = \"rps\";\n"
+        "  scale_up = { above = 10.0; }; scale_down = { below = 20.0; }; } ); };",
+        ok, ".conf:5: autoscale.rules[0]: scale_up.above (10) must be greater than scale_down.below (20)");
+    expect_error("autoscale = { rules = ( { name = \"r\"; pool = \"api\"; metric = \"rps\"; } ); };", ok,
+                 "autoscale.rules[0] needs scale_up and/or scale_down");
+    expect_error(
+        "autoscale = { rules = ( { name = \"r\"; pool = \"api\"; metric = \"rps\"; window_ms = 500;\n"
+        "  scale_up = { above = 1.0; }; } ); };",
+        ok, "autoscale.rules[0].window_ms must be between 1000 and 900000 (got 500)");
+    expect_error(
+        "autoscale = { interval_ms = 1000; redis = { address = \"127.0.0.1:6379\"; lease_ms = 1500; }; };",
+        ok, "lease_ms (1500) must be at least twice interval_ms (1000)");
+    expect_error("autoscale = { alerts = ( { name = \"a\"; pool = \"api\"; metric = \"rps\"; warning = 5.0;\n"
+                 "  critical = 1.0; } ); };",
+                 ok, ".conf:5: autoscale.alerts[0].critical (1) must be at or above warning (5)");
+    expect_error("autoscale = { rules = ( { name = \"bad name\"; pool = \"api\"; metric = \"rps\";\n"
+                 "  scale_up = { above = 1.0; }; } ); };",
+                 ok, "autoscale.rules[0].name must be 1 to 64 characters");
+    expect_error("autoscale = 3;", ok, "autoscale must be a group");
+    expect_error(
+        "", "{ address = \"api.example.com:80\"; }",
+        ".conf:2: invalid address 'api.example.com:80' in pools[0].servers[0].address: not an IP address");
+    expect_error("", "{ address = \"bad_:name:80\"; resolve = true; }", "(resolve = true): not a host name");
+    expect_error("", "{ address = \"api.test:99999\"; resolve = true; }", "(resolve = true): port");
+    expect_error(
+        "", "{ address = \"api.test:80\"; resolve = true; }, { address = \"API.test:80\"; resolve = true; }",
+        "duplicate resolved server 'API.test:80'");
+    expect_error("resolvers = ( \"*\" );", ok,
+                 "invalid address '*' in resolvers[0]: an IP address is required");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_no_data),          cmocka_unit_test(test_blockers),
         cmocka_unit_test(test_target_mode),      cmocka_unit_test(test_alerts),
         cmocka_unit_test(test_window),           cmocka_unit_test(test_names),
+        cmocka_unit_test(test_conf_sections),    cmocka_unit_test(test_conf_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
