@@ -6,8 +6,9 @@
  * address, an unknown policy, a route to an unknown pool, weight 0, a
  * duplicate pool or server... each gives one "FILE:LINE: message" error and
  * the whole file is refused (NULL is returned), so weir never runs half
- * configured. Addresses are resolved here (on the loading thread), never on a
- * worker.
+ * configured. Addresses are parsed here and must be IP addresses (or
+ * "localhost"): no DNS lookup, on any thread; names are resolved
+ * asynchronously by DNS discovery (servers with resolve = true, dns.h).
  *
  * Control thread / main thread only.
  */
@@ -243,8 +244,9 @@ struct weir_conf *weir_conf_load(const char *path, struct weir_conf_errors *errs
 void weir_conf_free(struct weir_conf *c);
 void weir_conf_errors_free(struct weir_conf_errors *errs);
 
-/* Parse "host:port", "[v6]:port" or "*:port" into ss/len (numeric or
- * resolvable host). Returns 0 or -1 with a static message in *why. */
+/* Parse "IP:port", "[v6]:port", "localhost:port" or "*:port" into ss/len.
+ * Never looks a name up (a host name is an error: use DNS discovery).
+ * Returns 0 or -1 with a static message in *why. */
 int weir_conf_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len, const char **why);
 
 /* 1 when the address is a loopback address (127/8 or ::1). */
