@@ -40,7 +40,10 @@ struct name {
     struct draining drains[MAX_ADDRS];
     int ndrains;
     struct event *timer;
-    struct evdns_request *req;
+    struct evdns_request *req[2]; /* [0] A, [1] AAAA, NULL when answered */
+    int pending;                  /* queries of this round not answered yet */
+    char got[MAX_ADDRS][64];      /* this round's addresses so far */
+    int ngot, round_ok, round_err, round_cancel, round_ttl;
     int dead;    /* removed from the configuration; freed when req ends */
     int failing; /* logged as failing */
     int seen;
@@ -160,58 +163,102 @@ static int cmp_addr(const void *a, const void *b)
     return strcmp(a, b);
 }
 
-static void resolved_cb(int result, char type, int count, int ttl, void *addresses, void *arg)
+/* The round (A and AAAA) is over: apply it, or keep everything on failure. */
+static void round_done(struct name *n)
 {
-    struct name *n = arg;
     int next = n->interval_ms;
 
-    n->req = NULL;
-    if (n->dead) {
-        name_free(n);
-        return;
-    }
-    if (result == DNS_ERR_SHUTDOWN || result == DNS_ERR_CANCEL) { /* the resolvers changed: ask again */
+    if (n->round_cancel) { /* the resolvers changed: ask again */
         arm(n, HOUSEKEEP_MS);
         return;
     }
-    if (result != DNS_ERR_NONE || type != DNS_IPv4_A) {
+    if (!n->round_ok) {
         if (!n->failing)
             weir_log_warn(
                 "dns: cannot resolve %s (pool '%s'): %s; keeping its %d server(s), retrying every %d ms",
-                n->name, n->pool, evdns_err_to_string(result), n->naddrs, n->interval_ms);
+                n->name, n->pool, evdns_err_to_string(n->round_err), n->naddrs, n->interval_ms);
         n->failing = 1;
     } else {
-        char addrs[MAX_ADDRS][64];
-        int k = 0;
-        const struct in_addr *ia = addresses;
-        for (int i = 0; i < count && k < MAX_ADDRS; i++) {
-            char ip[INET_ADDRSTRLEN];
-            inet_ntop(AF_INET, &ia[i], ip, sizeof(ip));
-            snprintf(addrs[k], sizeof(addrs[k]), "%s:%d", ip, n->port);
-            if (!has_addr(addrs, k, addrs[k]))
-                k++;
-        }
-        qsort(addrs, (size_t)k, sizeof(addrs[0]), cmp_addr);
+        qsort(n->got, (size_t)n->ngot, sizeof(n->got[0]), cmp_addr);
         if (n->failing)
             weir_log_info("dns: %s (pool '%s') resolves again", n->name, n->pool);
         n->failing = 0;
         n->answered = 1;
-        reconcile(n, addrs, k);
+        reconcile(n, n->got, n->ngot);
         /* honour the TTL: ask again when the answer expires, if sooner */
-        if (ttl >= 0 && (int64_t)ttl * 1000 < next)
-            next = ttl * 1000;
+        if (n->round_ttl >= 0 && (int64_t)n->round_ttl * 1000 < next)
+            next = n->round_ttl * 1000;
     }
     arm(n, next < MIN_RESOLVE_MS ? MIN_RESOLVE_MS : next);
+}
+
+static void resolved(struct name *n, int v6, int result, char type, int count, int ttl, void *addresses)
+{
+    n->req[v6] = NULL;
+    n->pending--;
+    if (result == DNS_ERR_SHUTDOWN || result == DNS_ERR_CANCEL) {
+        n->round_cancel = 1;
+    } else if (result == DNS_ERR_NONE || result == DNS_ERR_NODATA) {
+        /* NODATA: the name exists without records of this type */
+        n->round_ok = 1;
+        if (result == DNS_ERR_NONE && ttl >= 0 && (n->round_ttl < 0 || ttl < n->round_ttl))
+            n->round_ttl = ttl;
+        for (int i = 0; result == DNS_ERR_NONE && i < count && n->ngot < MAX_ADDRS; i++) {
+            char ip[INET6_ADDRSTRLEN];
+            if (type == DNS_IPv4_A) {
+                inet_ntop(AF_INET, &((const struct in_addr *)addresses)[i], ip, sizeof(ip));
+                snprintf(n->got[n->ngot], sizeof(n->got[0]), "%s:%d", ip, n->port);
+            } else if (type == DNS_IPv6_AAAA) {
+                inet_ntop(AF_INET6, &((const struct in6_addr *)addresses)[i], ip, sizeof(ip));
+                snprintf(n->got[n->ngot], sizeof(n->got[0]), "[%s]:%d", ip, n->port);
+            } else {
+                break;
+            }
+            if (!has_addr(n->got, n->ngot, n->got[n->ngot]))
+                n->ngot++;
+        }
+    } else if (n->round_err == 0) {
+        n->round_err = result;
+    }
+    if (n->pending > 0)
+        return;
+    if (n->dead) {
+        name_free(n);
+        return;
+    }
+    round_done(n);
+}
+
+static void resolved_a_cb(int result, char type, int count, int ttl, void *addresses, void *arg)
+{
+    resolved(arg, 0, result, type, count, ttl, addresses);
+}
+
+static void resolved_aaaa_cb(int result, char type, int count, int ttl, void *addresses, void *arg)
+{
+    resolved(arg, 1, result, type, count, ttl, addresses);
 }
 
 static void resolve_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct name *n = arg;
 
-    if (n->req != NULL || D.dns == NULL)
+    if (n->pending > 0 || D.dns == NULL)
         return;
-    n->req = evdns_base_resolve_ipv4(D.dns, n->name, DNS_QUERY_NO_SEARCH, resolved_cb, n);
-    if (n->req == NULL) {
+    n->ngot = n->round_ok = n->round_err = n->round_cancel = 0;
+    n->round_ttl = -1;
+    /* both queries first, so that an answer arriving at once (from a cache)
+     * never ends the round early */
+    n->pending = 2;
+    n->req[0] = evdns_base_resolve_ipv4(D.dns, n->name, DNS_QUERY_NO_SEARCH, resolved_a_cb, n);
+    if (n->req[0] == NULL)
+        n->pending--;
+    n->req[1] = n->pending > 0
+                    ? evdns_base_resolve_ipv6(D.dns, n->name, DNS_QUERY_NO_SEARCH, resolved_aaaa_cb, n)
+                    : NULL;
+    if (n->req[1] == NULL)
+        n->pending--;
+    if (n->pending == 0) {
         weir_log_warn("dns: cannot send the query for %s", n->name);
         arm(n, n->interval_ms);
     }
@@ -293,9 +340,11 @@ static void sync_names(const struct weir_rt *rt)
             continue;
         LIST_REMOVE(n, link);
         evtimer_del(n->timer);
-        if (n->req != NULL) {
-            n->dead = 1; /* freed by its callback */
-            evdns_cancel_request(D.dns, n->req);
+        if (n->pending > 0) {
+            n->dead = 1; /* freed by its last callback */
+            for (int q = 0; q < 2; q++)
+                if (n->req[q] != NULL)
+                    evdns_cancel_request(D.dns, n->req[q]);
         } else {
             name_free(n);
         }
@@ -373,7 +422,7 @@ void weir_dns_stop(void)
     while ((n = LIST_FIRST(&D.names)) != NULL) {
         LIST_REMOVE(n, link);
         n->dead = 1;
-        if (n->req == NULL)
+        if (n->pending == 0)
             name_free(n);
     }
     if (D.dns != NULL)

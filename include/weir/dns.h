@@ -4,8 +4,9 @@
  *
  * A server written `{ address = "api.internal:8080"; resolve = true; }` is a
  * name, not a server: every resolve_interval_ms (default 5000), or sooner
- * when the answer's TTL is shorter, weir asks for its A records; each
- * address becomes a server "IP:8080" of the pool (health-checked, slow
+ * when the answer's TTL is shorter, weir asks for its A and AAAA records
+ * (a name with only one kind is fine); each
+ * address becomes a server "IP:8080" / "[IPv6]:8080" of the pool (health-checked, slow
  * start, like any other); an address that disappears from the answers is
  * drained (no new requests, those in flight finish, at most
  * timeouts.drain_ms) and removed. A failed lookup (timeout, SERVFAIL,

@@ -8,8 +8,9 @@ dnsstub - a tiny authoritative DNS server for the DNS discovery tests
     stub.queries["api.test"]          # A queries received so far
     stub.stop()
 
-A queries for a known name get its addresses (in order) with the TTL;
-unknown names get NXDOMAIN; other query types get an empty NOERROR answer.
+A queries for a known name get its IPv4 addresses, AAAA queries its IPv6
+ones (in order, with the TTL; none of that kind: an empty NOERROR answer);
+unknown names get NXDOMAIN; other query types an empty NOERROR answer.
 The question is echoed byte for byte (evdns randomizes the case of names
 and checks it comes back). Names are matched case-insensitively.
 """
@@ -20,6 +21,7 @@ import struct
 import threading
 
 QTYPE_A = 1
+QTYPE_AAAA = 28
 QCLASS_IN = 1
 
 
@@ -82,6 +84,8 @@ class DnsStub:
         with self._lock:
             if qtype == QTYPE_A:
                 self.queries[key] += 1
+            elif qtype == QTYPE_AAAA:
+                self.queries[key + "/AAAA"] += 1
             rec = self.records.get(key)
             rcode = self.failing.get(key)
         answers = b""
@@ -90,10 +94,15 @@ class DnsStub:
             rcode = 3  # NXDOMAIN
         elif rcode is None:
             rcode = 0
-            if qtype == QTYPE_A and qclass == QCLASS_IN:
-                addrs, ttl = rec
-                for a in addrs:
+            addrs, ttl = rec
+            for a in addrs if qclass == QCLASS_IN else ():
+                v6 = ":" in a
+                if qtype == QTYPE_A and not v6:
                     answers += struct.pack(">HHHIH", 0xC00C, QTYPE_A, QCLASS_IN, ttl, 4) + socket.inet_aton(a)
+                    count += 1
+                elif qtype == QTYPE_AAAA and v6:
+                    answers += struct.pack(">HHHIH", 0xC00C, QTYPE_AAAA, QCLASS_IN, ttl, 16) + \
+                        socket.inet_pton(socket.AF_INET6, a)
                     count += 1
         rflags = 0x8000 | 0x0400 | (flags & 0x0100) | 0x0080 | rcode  # QR AA RD(copied) RA rcode
         return struct.pack(">HHHHHH", qid, rflags, 1, count, 0, 0) + question + answers

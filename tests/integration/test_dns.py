@@ -7,6 +7,7 @@ headless service).
   * each address of the answer becomes a server that takes traffic
   * a new address joins; a vanished one is drained and removed with 0
     failed requests under load
+  * A and AAAA answers: IPv4 and IPv6 servers
   * the TTL is honoured (a 1 s TTL is re-asked before the 5 s interval)
   * a failing lookup keeps the servers; a reload keeps the discovered ones
   * host names without `resolve` are refused by `weir -t` (never looked up)
@@ -86,7 +87,7 @@ def start_alias_origin(procs, name, ip, port):
 
     class Alias:
         def __init__(self):
-            self.addr = "%s:%d" % (ip, port)
+            self.addr = ("[%s]:%d" if ":" in ip else "%s:%d") % (ip, port)
             self.out = open(procs.workdir / ("origin-%s.out" % name), "wb")
             self.proc = subprocess.Popen([ORIGIN_BIN, "--listen", self.addr, "--name", name], stdout=self.out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -140,6 +141,25 @@ def test_ttl_failures_and_reload(procs, stub):
     assert r.status == 200
     stub.set("api.test", ["127.0.0.2"], ttl=1)
     assert w.wait_log(r"dns: api.test \(pool 'api'\) resolves again", 5)
+
+
+def test_ipv4_and_ipv6_answers(procs, stub):
+    """A and AAAA records of one name: a server for each address, the IPv6
+    one written [::1]:port; both take traffic."""
+    oport = free_port()
+    procs.origin("v4", port=oport)
+    start_alias_origin(procs, "v6", "::1", oport)
+    stub.set("api.test", ["127.0.0.1", "::1"], ttl=30)
+    port, aport = free_port(), free_port()
+    procs.weir(dns_conf(port, aport, stub, oport, interval_ms=300), port)
+    admin = Admin(aport)
+    assert admin.wait_ready()
+    want = sorted(["127.0.0.1:%d" % oport, "[::1]:%d" % oport])
+    assert wait_until(lambda: servers(admin) == want, tf(5), 0.05), servers(admin)
+    assert stub.queries["api.test/AAAA"] >= 1
+    load = Load(port, 2, count=50).start().join()
+    assert load.errors == [] and load.sent == 100
+    assert served_by(admin, "[::1]:%d" % oport) > 0 and served_by(admin, "127.0.0.1:%d" % oport) > 0
 
 
 def test_host_names_need_resolve(tmp_path):
