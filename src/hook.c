@@ -20,6 +20,8 @@
 
 extern char **environ;
 
+#define KILL_GRACE_MS 2000
+
 struct hook {
     pid_t pid;
     int out_fd; /* read end of stdout+stderr, -1 once closed */
@@ -108,13 +110,24 @@ static void hook_free(struct hook *h)
     free(h);
 }
 
+/* At the timeout the hook's process group gets SIGTERM (a script can clean
+ * up), and SIGKILL KILL_GRACE_MS later if anything of it is still there. */
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hook *h = arg;
 
-    h->res.timed_out = 1;
-    weir_log_warn("hook pid %d still running after %d ms: killing its process group", (int)h->pid,
-                  h->timeout_ms);
+    if (!h->res.timed_out) {
+        struct timeval tv = {KILL_GRACE_MS / 1000, (KILL_GRACE_MS % 1000) * 1000};
+        h->res.timed_out = 1;
+        weir_log_warn("hook pid %d still running after %d ms: terminating its process group", (int)h->pid,
+                      h->timeout_ms);
+        if (kill(-h->pid, SIGTERM) != 0)
+            kill(h->pid, SIGTERM);
+        evtimer_add(h->timer, &tv);
+        return;
+    }
+    weir_log_warn("hook pid %d: process group still there %d ms after SIGTERM: killing it", (int)h->pid,
+                  KILL_GRACE_MS);
     if (kill(-h->pid, SIGKILL) != 0)
         kill(h->pid, SIGKILL);
 }
@@ -131,6 +144,8 @@ static void finish(struct hook *h, int have_status, int status)
         drain_output(h);
     close_output(h);
     r->duration_ms = (double)(weir_now_us() - h->start_us) / 1000.0;
+    if (r->timed_out) /* what is left of its process group goes with it */
+        kill(-h->pid, SIGKILL);
     if (!have_status) {
         /* reaped by someone else: the outcome is unknown, not a success */
         r->signaled = 1;
@@ -344,7 +359,7 @@ const char *weir_hook_describe(const struct weir_hook_result *r, int timeout_ms,
     else if (r->cancelled)
         snprintf(buf, size, "killed: weir is stopping");
     else if (r->timed_out)
-        snprintf(buf, size, "timed out after %d ms (process group killed)", timeout_ms);
+        snprintf(buf, size, "timed out after %d ms (process group terminated)", timeout_ms);
     else if (r->exited)
         snprintf(buf, size, "exit %d", r->exit_status);
     else if (r->signaled)

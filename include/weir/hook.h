@@ -9,8 +9,10 @@
  * other descriptor of weir (weir's own are close-on-exec, and every
  * descriptor above 2 is closed in the child anyway). The environment is
  * weir's own plus the caller's "NAME=value" entries (which replace weir's
- * variables of the same names). A hook still running after its timeout is
- * killed with its whole process group (SIGKILL); children are reaped on
+ * variables of the same names). A hook still running after its timeout gets
+ * SIGTERM with its whole process group, then SIGKILL 2 s later, or as soon
+ * as the hook itself has exited for whatever is left of its group; it is
+ * reaped on
  * SIGCHLD. The completion callback runs exactly once per hook, on the
  * control thread, after the hook has been reaped (from weir_hook_shutdown
  * with `cancelled` set for the hooks still running then, so callers free

@@ -287,7 +287,7 @@ def test_hook_timeout_kills_process_group(procs, env, tmp_path):
     assert admin.wait_ready()
     rec = wait_record(admin, 15, action="scale_up", result="failed")[0]
     assert "timed out after 1000 ms" in rec["hook"]["status"], rec
-    assert 900 <= rec["hook"]["duration_ms"] < tf(5000)
+    assert 900 <= rec["hook"]["duration_ms"] < tf(2900)  # SIGTERM ends it: no 2 s grace needed
     assert "hanging" in rec["hook"]["output"]
     # the hook's child (same process group) was killed too
     child = int(pidfile.read_text())
@@ -296,6 +296,24 @@ def test_hook_timeout_kills_process_group(procs, env, tmp_path):
     # the rule's alert fires on the next tick
     assert wait_until(lambda: alert(admin, "always:hook_failed")["state"] == "firing", tf(3), 0.05)
     assert alert(admin, "always:hook_failed")["severity"] == "critical"
+
+
+def test_hook_timeout_sigkill_after_grace(procs, env, tmp_path):
+    """A hook (and its child) ignoring SIGTERM is killed 2 s later."""
+    o1 = procs.origin("o1")
+    pidfile = tmp_path / "child.pid"
+    hook = write_hook(tmp_path / "stubborn", "trap '' TERM\nsleep 300 &\necho $! > %s\nwait\n" % pidfile)
+    port, aport = free_port(), free_port()
+    procs.weir(base_conf(port, aport, [o1], autoscale([always_up_rule(hook)], hook_timeout_ms=1000),
+                         health=False), port)
+    admin = Admin(aport)
+    assert admin.wait_ready()
+    rec = wait_record(admin, 15, action="scale_up", result="failed")[0]
+    assert "timed out after 1000 ms" in rec["hook"]["status"] and "signal 9" not in rec["hook"]["status"], rec
+    assert 2900 <= rec["hook"]["duration_ms"] < tf(6000), rec["hook"]
+    child = int(pidfile.read_text())
+    assert wait_until(lambda: not Path("/proc/%d" % child).exists() or
+                      Path("/proc/%d/stat" % child).read_text().split()[2] == "Z", tf(5))
 
 
 def test_hook_failure_records_hook_failed(procs, env, tmp_path):
