@@ -187,11 +187,12 @@ static void key_hash_key(struct loader *L, const struct key *k, const config_set
     }
 }
 
+/* address is parsed by conf_dns_split once `resolve` is known (DNS discovery, conf_dns.c) */
 static const struct key server_keys[] = {
-    KEY_FN("address", K_STR, KF_REQUIRED, struct weir_conf_server, addr, conf_key_server_addr), /* conf_dns.c */
+    KEY_FN("address", K_STR, KF_REQUIRED, struct weir_conf_server, addr, conf_key_server_addr),
     KEY_INT("weight", struct weir_conf_server, weight, 1, WEIGHT_MAX),
-    KEY_BOOL("resolve", struct weir_conf_server, resolve),                             /* DNS discovery */
-    KEY_INT("resolve_interval_ms", struct weir_conf_server, resolve_interval_ms, 100, MS_MAX), /* conf_dns.c */
+    KEY_BOOL("resolve", struct weir_conf_server, resolve),
+    KEY_INT("resolve_interval_ms", struct weir_conf_server, resolve_interval_ms, 100, MS_MAX),
 };
 
 static void server_init(struct loader *L, const config_setting_t *s, void *el)
@@ -517,7 +518,7 @@ static const struct key top_keys[] = {
     KEY_CALL("routes", K_LIST, KF_REQUIRED, key_routes),
     KEY_GROUP("admin", admin_keys, admin_post),
     KEY_GROUP("stats", stats_keys, NULL),
-    KEY_CALL("autoscale", K_ANY, 0, conf_key_autoscale), /* a group; conf_autoscale.c */
+    KEY_CALL("autoscale", K_ANY, 0, conf_key_autoscale),  /* a group; conf_autoscale.c */
     KEY_CALL("resolvers", K_LIST, 0, conf_key_resolvers), /* conf_dns.c */
 };
 

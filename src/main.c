@@ -307,7 +307,7 @@ out:
     close(M.worker_done_fd);
     weir_autoscaler_stop(); /* its events live on M.base; kills running hooks */
     weir_dns_stop();
-    weir_health_stop();     /* its events live on M.base */
+    weir_health_stop(); /* its events live on M.base */
     event_base_free(M.base);
     weir_rt_publish(NULL); /* drop the last snapshot */
     weir_stats_shutdown();

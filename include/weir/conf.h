@@ -102,7 +102,6 @@ struct weir_conf_admin { /* admin group; enabled = 0 when absent */
     char *token;                /* NULL when absent; required when addr is not loopback */
 };
 
-
 /* ---- autoscale section (conf_autoscale.c; the semantics: autoscale.h) ---- */
 
 /* Metrics a rule or an alert watches, per pool, over its window. */
@@ -119,31 +118,31 @@ enum weir_as_metric {
     WEIR_ASM_N
 };
 
-struct weir_conf_as_step {  /* rule.scale_up / rule.scale_down; enabled = 0 when absent */
+struct weir_conf_as_step { /* rule.scale_up / rule.scale_down; enabled = 0 when absent */
     int enabled;
-    int has_threshold;      /* above (scale_up) / below (scale_down) given */
+    int has_threshold; /* above (scale_up) / below (scale_down) given */
     double threshold;
-    int for_ms;             /* default 3000 (up), 60000 (down) */
-    int step;               /* servers per action, default 1 */
-    int step_pct;           /* 0 = use step; else ceil(servers * pct / 100) */
-    int cooldown_ms;        /* default 30000 (up), 300000 (down) */
-    char *hook;             /* NULL: none (then the rule only records) */
+    int for_ms;      /* default 3000 (up), 60000 (down) */
+    int step;        /* servers per action, default 1 */
+    int step_pct;    /* 0 = use step; else ceil(servers * pct / 100) */
+    int cooldown_ms; /* default 30000 (up), 300000 (down) */
+    char *hook;      /* NULL: none (then the rule only records) */
     int line;
 };
 
 struct weir_conf_as_rule {
     char *name;
     char *pool;
-    int metric;             /* enum weir_as_metric */
-    int window_ms;          /* default 10000 */
-    int min_servers;        /* default 1 */
-    int max_servers;        /* default 10 */
-    int has_target;         /* target mode */
+    int metric;      /* enum weir_as_metric */
+    int window_ms;   /* default 10000 */
+    int min_servers; /* default 1 */
+    int max_servers; /* default 10 */
+    int has_target;  /* target mode */
     double target;
-    double busy_inflight;   /* latency rules scale up only at inflight_per_server >= this; default 1 */
-    int warmup_ms;          /* default 120000: new servers must prove themselves within this */
-    int drain_ms;           /* default 30000: bound on a scale-down drain */
-    char *alert_hook;       /* run on the rule's alerts (at_max, not_capacity_bound, hook_failed) */
+    double busy_inflight; /* latency rules scale up only at inflight_per_server >= this; default 1 */
+    int warmup_ms;        /* default 120000: new servers must prove themselves within this */
+    int drain_ms;         /* default 30000: bound on a scale-down drain */
+    char *alert_hook;     /* run on the rule's alerts (at_max, not_capacity_bound, hook_failed) */
     struct weir_conf_as_step up, down;
     int line;
 };
@@ -152,8 +151,8 @@ struct weir_conf_as_alert {
     char *name;
     char *pool;
     int metric;
-    int window_ms;          /* default 60000 */
-    int below;              /* 1: fires when the metric is below the thresholds */
+    int window_ms; /* default 60000 */
+    int below;     /* 1: fires when the metric is below the thresholds */
     int has_warning, has_critical;
     double warning, critical;
     int for_ms;             /* default 0 */
@@ -174,8 +173,8 @@ struct weir_conf_autoscale { /* enabled = 0 when the group is absent */
     struct {
         int enabled;
         struct weir_conf_addr addr;
-        char *key;       /* lease key prefix, default "weir:autoscale:leader" */
-        int lease_ms;    /* default 5000 */
+        char *key;    /* lease key prefix, default "weir:autoscale:leader" */
+        int lease_ms; /* default 5000 */
     } redis;
 };
 
