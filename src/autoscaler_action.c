@@ -120,8 +120,12 @@ static void down_hook_done(void *arg, const struct weir_hook_result *res)
 
     if (pt == NULL || res->cancelled) /* stopping: the action is freed with its pool */
         return;
-    asc_hook_result_json(a->record, a->hook, res, timeout);
-    weir_hook_describe(res, timeout, why, sizeof(why));
+    if (a->hook != NULL) {
+        asc_hook_result_json(a->record, a->hook, res, timeout);
+        weir_hook_describe(res, timeout, why, sizeof(why));
+    } else {
+        snprintf(why, sizeof(why), "none");
+    }
     if (!weir_hook_ok(res)) {
         struct weir_rt *rt = weir_rt_current();
         struct weir_server *s = asc_pool_server_by_id(asc_rt_pool(rt, a->pool), a->server_id);
@@ -138,7 +142,10 @@ static void down_hook_done(void *arg, const struct weir_hook_result *res)
         asc_action_end(pt, 0, d);
         return;
     }
-    snprintf(d, sizeof(d), "server %s drained, hook %s, removed", a->server, why);
+    if (a->hook != NULL)
+        snprintf(d, sizeof(d), "server %s drained, hook %s, removed", a->server, why);
+    else
+        snprintf(d, sizeof(d), "server %s drained and removed (no scale_down hook)", a->server);
     asc_action_end(pt, 1, d);
 }
 

@@ -198,7 +198,7 @@ def test_scale_up_then_down_zero_failed(procs, env, tmp_path):
         t_decision = up["time_ms"] / 1000.0
         assert up["direction"] == "up" and up["servers_before"] == 1 and up["desired"] == 2
         assert up["value"] > 120 and up["threshold"] == 120
-        assert all(v is None or v > 120 for v in up["values"]) and len(up["values"]) >= 6
+        assert all(v is None or v > 120 for v in up["values"]) and len(up["values"]) >= 4  # 1.5 s of 250 ms ticks
         assert up["inflight_per_server"] >= 1
 
         def new_server_serving():
@@ -314,6 +314,32 @@ def test_hook_timeout_sigkill_after_grace(procs, env, tmp_path):
     child = int(pidfile.read_text())
     assert wait_until(lambda: not Path("/proc/%d" % child).exists() or
                       Path("/proc/%d/stat" % child).read_text().split()[2] == "Z", tf(5))
+
+
+def test_scale_down_without_hook_drains_and_removes(procs, env):
+    """No scale_down hook: weir picks (most recently added of the idle
+    servers), drains and removes the server itself; nothing fails."""
+    o1, o2, o3 = procs.origin("o1"), procs.origin("o2"), procs.origin("o3")
+    rule = {"name": "idle", "pool": "api", "metric": "rps", "window_ms": 1000, "min_servers": 2,
+            "max_servers": 5, "drain_ms": 3000,
+            "scale_down": {"below": 1000000.0, "for_ms": 1000, "cooldown_ms": 60000}}
+    port, aport = free_port(), free_port()
+    procs.weir(base_conf(port, aport, [o1, o2, o3], autoscale([rule])), port)
+    admin = Admin(aport)
+    assert admin.wait_ready()
+    load = Load(port, 2, max_seconds=30).start()
+    try:
+        rec = wait_record(admin, 15, action="scale_down", result="completed")[0]
+        assert rec["servers_before"] == 3 and rec["servers_after"] == 2 and rec["desired"] == 2
+        assert "(no scale_down hook)" in rec["result_detail"] and "hook" not in rec, rec
+        assert len(pool_servers(admin)) == 2 and rec["server"] not in [s["address"] for s in pool_servers(admin)]
+        # then at_min (min_servers 2): recorded once, nothing more removed
+        assert len(wait_record(admin, 10, action="skipped", reason="at_min")) == 1
+        time.sleep(1.5)
+        assert len(pool_servers(admin)) == 2
+    finally:
+        load.stop()
+    assert load.errors == [] and load.sent > 50
 
 
 def test_hook_failure_records_hook_failed(procs, env, tmp_path):
