@@ -16,12 +16,16 @@
 #include "autoscaler_int.h"
 #include "weir/autoscaler.h"
 #include "weir/conf_autoscale.h"
+#include "weir/dns.h"
 #include "weir/health.h"
 #include "weir/history.h"
 #include "weir/lease.h"
 #include "weir/log.h"
 #include "weir/pool_edit.h"
 #include "weir/stats.h"
+
+/* How long DNS discovery may not re-add a server a scale-down removed. */
+#define DNS_SUPPRESS_MS 300000
 
 /* ---- actions ---------------------------------------------------------------- */
 
@@ -142,6 +146,7 @@ static void down_hook_done(void *arg, const struct weir_hook_result *res)
         asc_action_end(pt, 0, d);
         return;
     }
+    weir_dns_suppress(a->pool, a->server, DNS_SUPPRESS_MS); /* a lagging DNS answer must not bring it back */
     if (a->hook != NULL)
         snprintf(d, sizeof(d), "server %s drained, hook %s, removed", a->server, why);
     else

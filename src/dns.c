@@ -50,9 +50,17 @@ struct name {
     LIST_ENTRY(name) link;
 };
 
+/* An address a scale-down removed while DNS may still list it. */
+struct suppressed {
+    char pool[64], addr[64];
+    int64_t until_ms;
+};
+
 static struct {
     struct event_base *base;
     struct evdns_base *dns;
+    struct suppressed supp[MAX_ADDRS];
+    int nsupp;
     char resolvers_key[1024]; /* the resolvers dns was made with */
     struct event *house;
     unsigned gen;
@@ -105,8 +113,38 @@ static int has_addr(char (*v)[64], int n, const char *a)
     return 0;
 }
 
-/* Apply a good answer: add the new addresses, drain the vanished ones,
- * un-drain the ones that came back. */
+static int supp_find(const char *pool, const char *addr)
+{
+    int64_t t = now_ms();
+    for (int i = 0; i < D.nsupp;) {
+        if (D.supp[i].until_ms <= t) { /* expired */
+            D.supp[i] = D.supp[--D.nsupp];
+            continue;
+        }
+        if (strcmp(D.supp[i].pool, pool) == 0 && strcmp(D.supp[i].addr, addr) == 0)
+            return i;
+        i++;
+    }
+    return -1;
+}
+
+void weir_dns_suppress(const char *pool, const char *address, int ms)
+{
+    int i = supp_find(pool, address);
+
+    if (i < 0) {
+        if (D.nsupp == MAX_ADDRS || strlen(pool) >= sizeof(D.supp[0].pool) ||
+            strlen(address) >= sizeof(D.supp[0].addr))
+            return;
+        i = D.nsupp++;
+        snprintf(D.supp[i].pool, sizeof(D.supp[i].pool), "%s", pool);
+        snprintf(D.supp[i].addr, sizeof(D.supp[i].addr), "%s", address);
+    }
+    D.supp[i].until_ms = now_ms() + ms;
+}
+
+/* Apply a good answer: add the new addresses (not those a scale-down just
+ * removed), drain the vanished ones, un-drain the ones that came back. */
 static void reconcile(struct name *n, char (*addrs)[64], int count)
 {
     struct weir_rt *rt = weir_rt_current();
@@ -118,10 +156,22 @@ static void reconcile(struct name *n, char (*addrs)[64], int count)
         weir_rt_release(rt);
         return;
     }
+    /* a suppressed address the name no longer lists is forgotten: if it
+     * comes back later, it is a new server */
+    for (int i = 0; i < D.nsupp;) {
+        const char *colon = strrchr(D.supp[i].addr, ':');
+        if (strcmp(D.supp[i].pool, n->pool) == 0 && colon != NULL && atoi(colon + 1) == n->port &&
+            !has_addr(addrs, count, D.supp[i].addr)) {
+            D.supp[i] = D.supp[--D.nsupp];
+            continue;
+        }
+        i++;
+    }
     for (int i = 0; i < count; i++) {
         struct weir_server *s = pool_server(p, addrs[i]);
         if (s == NULL) {
-            add[nadd++] = addrs[i];
+            if (supp_find(n->pool, addrs[i]) < 0)
+                add[nadd++] = addrs[i];
             continue;
         }
         for (int d = 0; d < n->ndrains; d++) {
@@ -454,7 +504,8 @@ int weir_dns_expand(struct weir_conf *conf)
             int draining = 0;
             for (int d = 0; d < n->ndrains; d++)
                 draining |= strcmp(n->drains[d].addr, n->addrs[i]) == 0;
-            if (!draining && weir_conf_pool_add_server(cp, n->addrs[i], n->weight, &why) == WEIR_OK)
+            if (!draining && supp_find(n->pool, n->addrs[i]) < 0 &&
+                weir_conf_pool_add_server(cp, n->addrs[i], n->weight, &why) == WEIR_OK)
                 added++;
         }
     }

@@ -32,6 +32,11 @@
 int weir_dns_start(struct event_base *base);
 void weir_dns_stop(void);
 
+/* A scale-down removed `address` from `pool`: do not add it back while the
+ * name still lists it (DNS lags behind a terminating instance), for at most
+ * `ms`; once an answer no longer lists it, it is forgotten. */
+void weir_dns_suppress(const char *pool, const char *address, int ms);
+
 /* Add to conf the servers discovered so far for its pools' names (before
  * weir_rt_build on a reload). Returns how many were added. */
 int weir_dns_expand(struct weir_conf *conf);

@@ -10,6 +10,7 @@ headless service).
   * A and AAAA answers: IPv4 and IPv6 servers
   * the TTL is honoured (a 1 s TTL is re-asked before the 5 s interval)
   * a failing lookup keeps the servers; a reload keeps the discovered ones
+  * a server a scale-down removed is not re-added while DNS still lists it
   * host names without `resolve` are refused by `weir -t` (never looked up)
 """
 
@@ -160,6 +161,37 @@ def test_ipv4_and_ipv6_answers(procs, stub):
     load = Load(port, 2, count=50).start().join()
     assert load.errors == [] and load.sent == 100
     assert served_by(admin, "[::1]:%d" % oport) > 0 and served_by(admin, "127.0.0.1:%d" % oport) > 0
+
+
+def test_scale_down_of_a_discovered_server_sticks(procs, stub):
+    """A scale-down removes a discovered server while DNS still lists it
+    (DNS lags behind a terminating instance): discovery does not add it
+    back; once DNS stops listing it and lists it again, it is a new server."""
+    oport = free_port()
+    procs.origin("a", port=oport)
+    start_alias_origin(procs, "b", "127.0.0.2", oport)
+    stub.set("api.test", ["127.0.0.1", "127.0.0.2"], ttl=1)
+    port, aport = free_port(), free_port()
+    asc = ('autoscale = { interval_ms = 250; rules = ( { name = "idle"; pool = "api"; metric = "rps"; '
+           'window_ms = 1000; min_servers = 1; max_servers = 4; drain_ms = 2000; '
+           'scale_down = { below = 1000000.0; for_ms = 1000; cooldown_ms = 600000; }; } ); };')
+    w = procs.weir(dns_conf(port, aport, stub, oport, interval_ms=300, extra=asc), port)
+    admin = Admin(aport)
+    assert admin.wait_ready()
+    both = ["127.0.0.1:%d" % oport, "127.0.0.2:%d" % oport]
+    assert wait_until(lambda: servers(admin) == both, tf(5), 0.05), servers(admin)
+    assert wait_until(lambda: len(servers(admin)) == 1, tf(15), 0.05), servers(admin)
+    gone = [a for a in both if a not in servers(admin)][0]
+    n0 = stub.queries["api.test"]
+    assert wait_until(lambda: stub.queries["api.test"] >= n0 + 3, tf(5), 0.05)  # re-asked, still listed
+    assert len(servers(admin)) == 1 and gone not in servers(admin), servers(admin)
+    # DNS drops it, then lists it again (a new instance on that address)
+    stub.set("api.test", [a.split(":")[0] for a in both if a != gone], ttl=1)
+    n1 = stub.queries["api.test"]
+    assert wait_until(lambda: stub.queries["api.test"] >= n1 + 2, tf(5), 0.05)
+    stub.set("api.test", ["127.0.0.1", "127.0.0.2"], ttl=1)
+    assert wait_until(lambda: servers(admin) == both, tf(5), 0.05), servers(admin)
+    assert "dns: api.test:%d resolves to %s: added" % (oport, gone) in w.stderr()
 
 
 def test_host_names_need_resolve(tmp_path):
