@@ -85,7 +85,10 @@ void asc_action_end(struct pool_track *pt, int ok, const char *why)
             "no cooldown",
             a->rule, a->pool, a->dir == WEIR_AS_UP ? "scale_up" : "scale_down", a->id, why, a->before, after);
     pt->act = NULL;
-    asc_action_free(a);
+    if (a->hook_running) /* the hook's callback holds it: freed there */
+        a->orphan = 1;
+    else
+        asc_action_free(a);
 }
 
 static struct pool_track *action_pool(const struct action *a)
@@ -101,6 +104,11 @@ static void up_hook_done(void *arg, const struct weir_hook_result *res)
     int timeout = M.rt ? M.rt->conf->autoscale.hook_timeout_ms : 0;
     char why[200];
 
+    a->hook_running = 0;
+    if (a->orphan) { /* its action ended meanwhile (the pool went away) */
+        asc_action_free(a);
+        return;
+    }
     if (pt == NULL || res->cancelled) /* stopping: the action is freed with its pool */
         return;
     asc_hook_result_json(a->record, a->hook, res, timeout);
@@ -122,6 +130,11 @@ static void down_hook_done(void *arg, const struct weir_hook_result *res)
     int timeout = M.rt ? M.rt->conf->autoscale.hook_timeout_ms : 0;
     char why[200], d[300];
 
+    a->hook_running = 0;
+    if (a->orphan) { /* its action ended meanwhile (the pool went away) */
+        asc_action_free(a);
+        return;
+    }
     if (pt == NULL || res->cancelled) /* stopping: the action is freed with its pool */
         return;
     if (a->hook != NULL) {
@@ -200,6 +213,7 @@ static int start_scale_hook(struct action *a, const struct rule_rt *r, weir_hook
         asc_hook_result_json(a->record, a->hook, &res, timeout);
         return -1;
     }
+    a->hook_running = 1;
     json_object_set_new(a->record, "hook",
                         json_pack("{s:s,s:s,s:i}", "path", a->hook, "status", "running", "pid", (int)pid));
     weir_log_info("autoscale: rule '%s' pool '%s': %s hook %s started (pid %d, decision %s)", a->rule,

@@ -60,10 +60,12 @@ struct action {
     size_t nbefore;
     char *server; /* scale-down: the chosen server's address */
     unsigned server_id;
-    int quiet_polls; /* consecutive drain polls with nothing in flight */
-    json_t *record;  /* the decision record (borrowed from the ring, retained) */
-    char *hook;      /* NULL: no hook for this direction */
-    int hook_ok;     /* scale-up hook finished well (or none) */
+    int quiet_polls;  /* consecutive drain polls with nothing in flight */
+    json_t *record;   /* the decision record (borrowed from the ring, retained) */
+    char *hook;       /* NULL: no hook for this direction */
+    int hook_ok;      /* scale-up hook finished well (or none) */
+    int hook_running; /* its hook has not been reaped yet */
+    int orphan;       /* ended while its hook ran: freed by the hook's callback */
 };
 
 struct rule_rt {

@@ -35,7 +35,7 @@ import pytest
 
 from healthutil import Load as PausedLoad
 from adminutil import TOKEN, Admin, Load, admin_extra, parse_metrics, promtool_check
-from weirtest import LOOPBACK, REPO, WEIR_BIN, conf, free_port, pool, route, tf, wait_until
+from weirtest import LOOPBACK, REPO, WEIR_BIN, HttpConn, conf, free_port, pool, route, tf, wait_until
 
 HERE = Path(__file__).resolve().parent
 HOOKS = REPO / "scripts" / "hooks"
@@ -340,6 +340,30 @@ def test_scale_down_without_hook_drains_and_removes(procs, env):
     finally:
         load.stop()
     assert load.errors == [] and load.sent > 50
+
+
+def test_reload_removes_the_pool_while_its_hook_runs(procs, env, tmp_path):
+    """A reload takes the pool (and the rule) away while a scale-up hook
+    runs: the action ends as failed, the hook finishes, nothing is touched
+    after it is gone (the ASan run checks it), weir keeps serving."""
+    o1 = procs.origin("o1")
+    hook = write_hook(tmp_path / "slow", "sleep 1.5\necho done\n")
+    port, aport = free_port(), free_port()
+    w = procs.weir(base_conf(port, aport, [o1], autoscale([always_up_rule(hook)]), health=False), port)
+    admin = Admin(aport)
+    assert admin.wait_ready()
+    assert w.wait_log(r"scale_up hook .*/slow started", 10)
+    other = conf(port, [pool("web", [o1])], log={"access": "off"}, extra=admin_extra(aport))
+    start = len(w.stderr())
+    w.reload(other)
+    assert w.wait_log(r"configuration reloaded", 5, start)
+    rec = wait_record(admin, 5, action="scale_up", result="failed")[0]
+    assert "pool is gone" in rec["result_detail"], rec
+    time.sleep(2.0)  # the hook ends after its action
+    assert w.alive()
+    assert get_json(admin, "/autoscale")["rules"] == []
+    with HttpConn(port) as c:
+        assert c.get("/").status == 200
 
 
 def test_hook_failure_records_hook_failed(procs, env, tmp_path):
