@@ -45,6 +45,8 @@
 #include <event2/listener.h>
 
 #include "weir/admin.h"
+#include "weir/admin_autoscale.h"
+#include "weir/autoscaler.h"
 #include "weir/health.h"
 #include "weir/http_msg.h"
 #include "weir/log.h"
@@ -760,6 +762,8 @@ static void handle_metrics(struct evhttp_request *req)
 
     if (buf != NULL && rt != NULL)
         rc = weir_admin_metrics(buf, rt, weir_stats_now_s());
+    if (rc == 0)
+        rc = weir_autoscaler_metrics(buf);
     weir_rt_release(rt);
     if (rc != 0) {
         if (buf != NULL)
@@ -900,6 +904,8 @@ static void on_request(struct evhttp_request *req, void *arg)
             handle_stats(req, query);
         else
             handle_metrics(req);
+    } else if (n == 1 && weir_admin_autoscale_route(req, segs[0], is_get)) {
+        ; /* GET /autoscale, GET /alerts (admin_autoscale.c) */
     } else if (n == 1 && strcmp(segs[0], "reload") == 0) {
         if (m != EVHTTP_REQ_POST)
             method_not_allowed(req, "POST");

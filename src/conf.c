@@ -31,7 +31,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conf_autoscale.h"
+#include "conf_dns.h"
 #include "conf_int.h"
+#include "weir/conf_autoscale.h"
+#include "weir/conf_dns.h"
 #include "weir/lb.h"
 
 /* ---- handlers --------------------------------------------------------------- */
@@ -183,9 +187,12 @@ static void key_hash_key(struct loader *L, const struct key *k, const config_set
     }
 }
 
+/* address is parsed by conf_dns_split once `resolve` is known (DNS discovery, conf_dns.c) */
 static const struct key server_keys[] = {
-    KEY_FN("address", K_STR, KF_REQUIRED, struct weir_conf_server, addr, conf_key_addr),
+    KEY_FN("address", K_STR, KF_REQUIRED, struct weir_conf_server, addr, conf_key_server_addr),
     KEY_INT("weight", struct weir_conf_server, weight, 1, WEIGHT_MAX),
+    KEY_BOOL("resolve", struct weir_conf_server, resolve),
+    KEY_INT("resolve_interval_ms", struct weir_conf_server, resolve_interval_ms, 100, MS_MAX),
 };
 
 static void server_init(struct loader *L, const config_setting_t *s, void *el)
@@ -193,6 +200,7 @@ static void server_init(struct loader *L, const config_setting_t *s, void *el)
     struct weir_conf_server *srv = el;
 
     srv->weight = 1;
+    srv->resolve_interval_ms = 5000;
     srv->line = conf_line(s);
 }
 
@@ -209,6 +217,7 @@ static void key_servers(struct loader *L, const struct key *k, const config_sett
     }
     p->servers = conf_walk_list(L, s, path, "server", sizeof(*p->servers), &p->nservers, server_keys,
                                 WEIR_ARRAY_LEN(server_keys), server_init);
+    conf_dns_split(L, s, path, p); /* numeric addresses parsed, resolve = true entries moved to p->dns */
     for (i = 0; i < p->nservers; i++) {
         for (j = 0; j < i; j++) {
             if (conf_addr_equal(&p->servers[i].addr, &p->servers[j].addr)) {
@@ -590,6 +599,8 @@ static const struct key top_keys[] = {
     KEY_CALL("routes", K_LIST, KF_REQUIRED, key_routes),
     KEY_GROUP("admin", admin_keys, admin_post),
     KEY_GROUP("stats", stats_keys, NULL),
+    KEY_CALL("autoscale", K_ANY, 0, conf_key_autoscale),  /* a group; conf_autoscale.c */
+    KEY_CALL("resolvers", K_LIST, 0, conf_key_resolvers), /* conf_dns.c */
 };
 
 static void conf_defaults(struct loader *L, struct weir_conf *c)
@@ -717,8 +728,10 @@ void weir_conf_free(struct weir_conf *c)
         free(p->health.host);
         free(p->health.expect_body);
         conf_tls_pool_free(p);
+        weir_conf_dns_free(p);
     }
     free(c->pools);
+    weir_conf_resolvers_free(c);
     for (i = 0; i < c->nroutes; i++) {
         free(c->routes[i].host);
         free(c->routes[i].path_prefix);
@@ -729,6 +742,7 @@ void weir_conf_free(struct weir_conf *c)
     for (i = 0; i < c->admin.nallowed_hosts; i++)
         free(c->admin.allowed_hosts[i]);
     free(c->admin.allowed_hosts);
+    weir_conf_autoscale_free(&c->autoscale);
     free(c);
 }
 

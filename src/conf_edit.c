@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "weir/conf_autoscale.h"
+#include "weir/conf_dns.h"
 #include "weir/conf_edit.h"
 #include "weir/core.h"
 
@@ -112,6 +114,8 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
             p->nservers = 0;
         for (j = 0; j < p->nservers; j++)
             p->servers[j].addr.text = xdup(sp->servers[j].addr.text, &oom);
+        if (weir_conf_dns_dup(p, sp) != 0)
+            oom = 1;
     }
 
     d->routes = xdup_array(c->routes, c->nroutes, sizeof(*c->routes), &oom);
@@ -122,6 +126,8 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
         d->routes[i].path_prefix = xdup(c->routes[i].path_prefix, &oom);
     }
 
+    if (weir_conf_autoscale_dup(&d->autoscale, &c->autoscale) != 0 || weir_conf_resolvers_dup(d, c) != 0)
+        oom = 1;
     if (oom) {
         weir_conf_free(d);
         return NULL;

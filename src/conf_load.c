@@ -412,6 +412,12 @@ int weir_conf_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_
         *len = sizeof(*sin);
         return 0;
     }
+    /* Never a DNS lookup here (issue 7, defect 9: a blocking getaddrinfo at
+     * start or reload stalls the control thread): numeric addresses only,
+     * and "localhost" as the loopback address. Names are resolved by DNS
+     * discovery (server key `resolve = true`, dns.c), asynchronously. */
+    if (!v6 && strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
     {
         struct addrinfo hints, *res = NULL;
         int rc;
@@ -419,17 +425,14 @@ int weir_conf_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = v6 ? AF_INET6 : AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = v6 ? AI_NUMERICHOST : 0;
+        hints.ai_flags = AI_NUMERICHOST;
         rc = getaddrinfo(host, NULL, &hints, &res);
         if (rc != 0 || res == NULL) {
             if (v6)
                 *why = "not a valid ipv6 address";
-            else if (rc == EAI_AGAIN)
-                *why = "temporary failure resolving the host name";
-            else if (rc == EAI_NONAME || rc == EAI_FAIL)
-                *why = "unknown host";
             else
-                *why = "cannot resolve the host name";
+                *why = "not an IP address (host names are not looked up here, so weir never blocks on DNS: "
+                       "write the IP address, or give a server `resolve = true` for DNS discovery)";
             if (res != NULL)
                 freeaddrinfo(res);
             return -1;

@@ -19,8 +19,10 @@
 #include <event2/event.h>
 
 #include "weir/admin.h"
+#include "weir/autoscaler.h"
 #include "weir/conf.h"
 #include "weir/control.h"
+#include "weir/dns.h"
 #include "weir/health.h"
 #include "weir/log.h"
 #include "weir/runtime.h"
@@ -162,6 +164,7 @@ static int reload_conf(void *arg, struct weir_conf_errors *errs)
     for (size_t i = 0; i < warns.n; i++)
         weir_log_warn("%s", warns.msgs[i]);
     weir_conf_errors_free(&warns);
+    weir_dns_expand(conf); /* servers discovered so far stay across the reload */
     struct weir_rt *old = weir_rt_current();
     if (!same_listens(old->conf, conf))
         weir_log_warn("reload: listen addresses changed; they take effect at the next restart");
@@ -290,6 +293,8 @@ int main(int argc, char **argv)
     if (weir_control_apply(conf) != WEIR_OK)
         return 1;
     /* conf now belongs to the current snapshot, alive until the next change. */
+    if (weir_dns_start(M.base) != 0 || weir_autoscaler_start(M.base) != 0)
+        return 1;
     M.worker_done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (M.worker_done_fd < 0) {
         weir_log_error("eventfd: %s", strerror(errno));
@@ -360,6 +365,8 @@ out:
         event_free(M.drain_timer);
     event_free(M.worker_done);
     close(M.worker_done_fd);
+    weir_autoscaler_stop(); /* its events live on M.base; kills running hooks */
+    weir_dns_stop();
     weir_health_stop(); /* its events live on M.base */
     event_base_free(M.base);
     weir_rt_publish(NULL); /* drop the last snapshot */

@@ -6,8 +6,9 @@
  * address, an unknown policy, a route to an unknown pool, weight 0, a
  * duplicate pool or server... each gives one "FILE:LINE: message" error and
  * the whole file is refused (NULL is returned), so weir never runs half
- * configured. Addresses are resolved here (on the loading thread), never on a
- * worker.
+ * configured. Addresses are parsed here and must be IP addresses (or
+ * "localhost"): no DNS lookup, on any thread; names are resolved
+ * asynchronously by DNS discovery (servers with resolve = true, dns.h).
  *
  * Control thread / main thread only.
  */
@@ -33,6 +34,20 @@ struct weir_conf_addr {
 struct weir_conf_server {
     struct weir_conf_addr addr;
     int weight; /* >= 1, default 1 */
+    int line;
+    /* DNS discovery (conf_dns.c): with resolve = true the entry moves from
+     * the pool's servers to its dns list at load time. */
+    int resolve;
+    int resolve_interval_ms; /* default 5000 */
+};
+
+/* A name DNS discovery resolves into servers (server with resolve = true). */
+struct weir_conf_dns {
+    char *text; /* "name:port" as written */
+    char *name; /* lower-cased host name */
+    int port;
+    int weight;
+    int interval_ms;
     int line;
 };
 
@@ -114,6 +129,8 @@ struct weir_conf_pool {
     int panic;         /* default 1 */
     struct weir_conf_pool_tls tls;
     int line;
+    struct weir_conf_dns *dns; /* names resolved into servers (conf_dns.c, dns.c) */
+    size_t ndns;
 };
 
 struct weir_conf_route {
@@ -133,6 +150,82 @@ struct weir_conf_admin { /* admin group; enabled = 0 when absent */
     size_t nallowed_hosts;
     int max_connections;    /* default 64: open admin connections at most */
     int request_timeout_ms; /* default 10000: a whole request (head and body) must arrive within it */
+};
+
+/* ---- autoscale section (conf_autoscale.c; the semantics: autoscale.h) ---- */
+
+/* Metrics a rule or an alert watches, per pool, over its window. */
+enum weir_as_metric {
+    WEIR_ASM_RPS = 0,
+    WEIR_ASM_RPS_PER_SERVER,
+    WEIR_ASM_P50_MS,
+    WEIR_ASM_P95_MS,
+    WEIR_ASM_P99_MS,
+    WEIR_ASM_MEAN_MS,
+    WEIR_ASM_ERROR_RATE,
+    WEIR_ASM_INFLIGHT_PER_SERVER,
+    WEIR_ASM_HEALTHY_SERVERS,
+    WEIR_ASM_N
+};
+
+struct weir_conf_as_step { /* rule.scale_up / rule.scale_down; enabled = 0 when absent */
+    int enabled;
+    int has_threshold; /* above (scale_up) / below (scale_down) given */
+    double threshold;
+    int for_ms;      /* default 3000 (up), 60000 (down) */
+    int step;        /* servers per action, default 1 */
+    int step_pct;    /* 0 = use step; else ceil(servers * pct / 100) */
+    int cooldown_ms; /* default 30000 (up), 300000 (down) */
+    char *hook;      /* NULL: none (then the rule only records) */
+    int line;
+};
+
+struct weir_conf_as_rule {
+    char *name;
+    char *pool;
+    int metric;      /* enum weir_as_metric */
+    int window_ms;   /* default 10000 */
+    int min_servers; /* default 1 */
+    int max_servers; /* default 10 */
+    int has_target;  /* target mode */
+    double target;
+    double busy_inflight; /* latency rules scale up only at inflight_per_server >= this; default 1 */
+    int warmup_ms;        /* default 120000: new servers must prove themselves within this */
+    int drain_ms;         /* default 30000: bound on a scale-down drain */
+    char *alert_hook;     /* run on the rule's alerts (at_max, not_capacity_bound, hook_failed) */
+    struct weir_conf_as_step up, down;
+    int line;
+};
+
+struct weir_conf_as_alert {
+    char *name;
+    char *pool;
+    int metric;
+    int window_ms; /* default 60000 */
+    int below;     /* 1: fires when the metric is below the thresholds */
+    int has_warning, has_critical;
+    double warning, critical;
+    int for_ms;             /* default 0 */
+    int keep_firing_for_ms; /* default 0 */
+    char *hook;
+    int line;
+};
+
+struct weir_conf_autoscale { /* enabled = 0 when the group is absent */
+    int enabled;
+    int interval_ms;     /* default 1000 */
+    int dry_run;         /* default 0 */
+    int hook_timeout_ms; /* default 30000 */
+    struct weir_conf_as_rule *rules;
+    size_t nrules;
+    struct weir_conf_as_alert *alerts;
+    size_t nalerts;
+    struct {
+        int enabled;
+        struct weir_conf_addr addr;
+        char *key;    /* lease key prefix, default "weir:autoscale:leader" */
+        int lease_ms; /* default 5000 */
+    } redis;
 };
 
 struct weir_conf {
@@ -176,6 +269,11 @@ struct weir_conf {
         int enabled; /* default 1; 0 turns request statistics off (overhead measurement) */
     } stats;
 
+    struct weir_conf_autoscale autoscale; /* conf_autoscale.c */
+
+    struct weir_conf_addr *resolvers; /* DNS servers for discovery; none: /etc/resolv.conf */
+    size_t nresolvers;
+
     /* NOTE: conf_edit.c (weir_conf_dup) deep-copies this struct for the
      * runtime API: a new pointer field must be copied there too. */
 };
@@ -195,8 +293,9 @@ struct weir_conf *weir_conf_load(const char *path, struct weir_conf_errors *errs
 void weir_conf_free(struct weir_conf *c);
 void weir_conf_errors_free(struct weir_conf_errors *errs);
 
-/* Parse "host:port", "[v6]:port" or "*:port" into ss/len (numeric or
- * resolvable host). Returns 0 or -1 with a static message in *why. */
+/* Parse "IP:port", "[v6]:port", "localhost:port" or "*:port" into ss/len.
+ * Never looks a name up (a host name is an error: use DNS discovery).
+ * Returns 0 or -1 with a static message in *why. */
 int weir_conf_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len, const char **why);
 
 /* 1 when the address is a loopback address (127/8 or ::1). */

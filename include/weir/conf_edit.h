@@ -4,7 +4,7 @@
  * the copy and builds a new snapshot from it (weir_rt_build + publish).
  *
  * Nothing here touches a file: edits live until the next reload from file.
- * Control thread only (weir_conf_parse_addr may resolve a host name).
+ * Control thread only.
  */
 #ifndef WEIR_CONF_EDIT_H
 #define WEIR_CONF_EDIT_H

@@ -679,3 +679,66 @@ def test_dashboard_many_servers_and_bounded_memory(procs, browser):
     assert float(browser.eval("document.getElementById('g-error-rate').dataset.value")) == pytest.approx(0.05)
     assert browser.eval("document.querySelector('#chart-rps').dataset.points") != "0"
     assert not browser.console_errors()
+
+
+def test_dashboard_autoscale_panel_markers_and_history(procs, browser, tmp_path):
+    """Autoscale on the page (issue 9): the rules and alerts panel, markers
+    on the request and latency charts at scale actions and alert
+    transitions, and the history weir keeps (GET /history) replayed when the
+    page opens, so the charts are not empty after traffic the page missed."""
+    o = procs.origin("one", "--delay-ms", "2")
+    port, admin_port = weirtest.free_port(), weirtest.free_port()
+    hook = tmp_path / "hook"
+    hook.write_text("#!/bin/sh\necho scaled\nexit 0\n")
+    hook.chmod(0o755)
+    # a rule whose scale-up breach always holds (rps > -1): its hook adds no
+    # server, so each action fails after warmup_ms and is tried again; an
+    # alert firing at once (healthy_servers < 2)
+    asc = ('autoscale = { interval_ms = 250; rules = ( { name = "always"; pool = "api"; metric = "rps"; '
+           'window_ms = 1000; min_servers = 1; max_servers = 3; warmup_ms = 500; '
+           'scale_up = { above = -1.0; for_ms = 500; cooldown_ms = 1000; hook = "%s"; }; } ); '
+           'alerts = ( { name = "few-servers"; pool = "api"; metric = "healthy_servers"; window_ms = 1000; '
+           'below = true; warning = 2.0; critical = 0.5; } ); };' % hook)
+    text = admin_conf(port, admin_port, [weirtest.pool("api", [o])]) + "\n" + asc + "\n"
+    procs.weir(text, port=port)
+    assert wait_until(lambda: weirtest.port_accepts(admin_port), tf(10), 0.05)
+    # traffic before the page is open
+    statuses = run_load(port, [("/", 200)], threads=2, seconds=tf(4))
+    assert statuses == {200: 200}, statuses
+    # one point a second: the last one has all the requests within ~1 s
+    assert wait_until(lambda: admin_get(admin_port, "/history").json()["points"][-1]["global"]["requests"] >= 200,
+                      tf(3), 0.1)
+    hist = admin_get(admin_port, "/history").json()
+    assert hist["interval_ms"] == 1000 and len(hist["points"]) >= 4, hist
+
+    browser.navigate("http://127.0.0.1:%d/dashboard" % admin_port)
+    assert wait_updates(browser, 1, tf(15))
+    seeded = int(browser.eval("document.body.dataset.historyPoints || 0"))
+    assert seeded >= 4, seeded
+    # the replayed points carry the load the page never polled
+    rps_max = browser.eval("Math.max(0, ...weirDashboard.history.cols.get('rps.total').filter(v => v != null))")
+    assert rps_max > 0.5 * 200 / tf(4), rps_max  # 200 requests spread over tf(4) s
+    assert wait_until(lambda: int(browser.eval("document.body.dataset.autoscaleUpdates || 0")) >= 1, tf(10), 0.1)
+    assert wait_until(lambda: int(browser.eval("document.querySelector('#chart-rps').dataset.markers || 0")) >= 2,
+                      tf(10), 0.1)
+    panel = browser.eval(r"""
+    (() => {
+      const row = sel => { const tr = document.querySelector(sel); if (!tr) return null; const o = {};
+        tr.querySelectorAll('td[data-field]').forEach(td => { o[td.dataset.field] = {text: td.textContent.trim(),
+          value: td.getAttribute('data-value')}; }); return o; };
+      return {hidden: document.getElementById('as-card').hidden, rule: row('tr[data-rule="always"]'),
+              alert: row('tr[data-alert="few-servers"]'),
+              decisions: Array.from(document.querySelectorAll('#as-decisions li')).map(li => li.textContent),
+              markers: weirDashboard.markers().map(m => m.kind),
+              latMarkers: +document.querySelector('#chart-latency').dataset.markers,
+              errMarkers: document.querySelector('#chart-errors').dataset.markers};
+    })()""")
+    assert panel["hidden"] is False, panel
+    assert panel["rule"]["pool"]["text"] == "api" and panel["rule"]["metric"]["text"] == "rps", panel
+    assert panel["rule"]["servers"]["text"].startswith("1 → "), panel
+    assert panel["alert"]["state"]["value"] == "firing" and "warning" in panel["alert"]["state"]["text"], panel  # 1 < 2, not < 0.5
+    assert any("scale_up" in d for d in panel["decisions"]), panel["decisions"]
+    assert "alert_firing" in panel["markers"] and "scale_up" in panel["markers"], panel["markers"]
+    assert panel["latMarkers"] >= 2 and panel["errMarkers"] == "0", panel
+    assert not browser.console_errors()
+    screenshot(browser, "dashboard-autoscale")
