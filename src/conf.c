@@ -381,6 +381,7 @@ static const struct key route_keys[] = {
     KEY_CALL("host", K_STR, 0, key_route_host),
     KEY_CALL("path_prefix", K_STR, 0, key_path_prefix),
     KEY_CALL("pool", K_STR, KF_REQUIRED, NULL),
+    KEY_BOOL("cache", struct weir_conf_route, cache),
 };
 
 static void route_init(struct loader *L, const config_setting_t *s, void *el)
@@ -509,6 +510,7 @@ static const struct key top_keys[] = {
     KEY_CALL("routes", K_LIST, KF_REQUIRED, key_routes),
     KEY_GROUP("admin", admin_keys, admin_post),
     KEY_GROUP("stats", stats_keys, NULL),
+    KEY_CALL("cache", K_ANY, 0, conf_key_cache), /* a group: its table is in conf_cache.c */
 };
 
 static void conf_defaults(struct loader *L, struct weir_conf *c)
@@ -529,6 +531,7 @@ static void conf_defaults(struct loader *L, struct weir_conf *c)
     c->log.level = WEIR_LOG_INFO;
     c->log.error = conf_strdup(L, "stderr");
     c->stats.enabled = 1;
+    conf_cache_defaults(L, c);
     c->admin.enabled = 0;
     if (conf_set_addr_default(L, &c->admin.addr, "127.0.0.1:9901") < 0)
         L->oom = 1;
@@ -639,6 +642,7 @@ void weir_conf_free(struct weir_conf *c)
     free(c->routes);
     addr_free(&c->admin.addr);
     free(c->admin.token);
+    conf_cache_free(c);
     free(c);
 }
 

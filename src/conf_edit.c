@@ -63,6 +63,9 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
     d->log.error = xdup(c->log.error, &oom);
     d->admin.addr.text = xdup(c->admin.addr.text, &oom);
     d->admin.token = xdup(c->admin.token, &oom);
+    d->cache.redis.address = xdup(c->cache.redis.address, &oom);
+    d->cache.redis.password = xdup(c->cache.redis.password, &oom);
+    d->cache.redis.prefix = xdup(c->cache.redis.prefix, &oom);
 
     d->listens = xdup_array(c->listens, c->nlistens, sizeof(*c->listens), &oom);
     if (d->listens == NULL)
