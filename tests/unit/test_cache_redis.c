@@ -148,9 +148,12 @@ static void redis_start(struct redis *rd)
         _exit(127);
     }
     live_add(rd->pid);
-    for (i = 0; i < 500 && !can_connect(rd->port); i++)
+    /* the TCP port first; the Unix socket may come a moment later */
+    for (i = 0; i < 500 && (!can_connect(rd->port) || (rd->unix_path[0] && access(rd->unix_path, F_OK) != 0));
+         i++)
         usleep(10000);
     assert_true(can_connect(rd->port));
+    assert_true(rd->unix_path[0] == '\0' || access(rd->unix_path, F_OK) == 0);
 }
 
 static void redis_kill(struct redis *rd)
@@ -708,7 +711,7 @@ static void test_unix_socket(void **state)
     loop_init(&l);
     snprintf(addr, sizeof(addr), "unix:%s", rd.unix_path);
     r = client(&l, addr, NULL, 0, 500);
-    weir_cache_redis_incr(r, "u", 1, int_cb, &a, NULL);
+    assert_int_equal(weir_cache_redis_incr(r, "u", 1, int_cb, &a, NULL), WEIR_OK);
     assert_true(run_until(&l, &a.called, 2000));
     assert_int_equal(a.status, WEIR_REDIS_OK);
     assert_int_equal(a.v, 1);
