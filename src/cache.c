@@ -47,8 +47,10 @@
 #define L2_OBJ         "obj:"
 #define PURGE_CHAN     "purge"
 #define PURGE_GEN      "purge:gen"
-#define REASON_TOO_BIG 15 /* not_storable_by[]: over max_object_bytes */
-#define STALE_OK       1  /* flight result: the origin failed; stale-if-error may answer */
+#define REASON_TOO_BIG 15    /* not_storable_by[]: over max_object_bytes */
+#define STALE_OK       1     /* flight result: the origin failed; stale-if-error may answer */
+#define RULES_MAX      1024  /* recent purges remembered for L2 values */
+#define RULES_SECONDS  86400 /* ... for at most a day */
 
 struct waiter;
 struct bg;
@@ -86,7 +88,19 @@ static struct {
     pthread_mutex_t flights_mu;
     struct flight *flights;
     _Atomic long long purge_gen; /* last purge generation seen (-1: unknown) */
-} G = {.flights_mu = PTHREAD_MUTEX_INITIALIZER};
+    /* Recent purges (from the channel): an L2 value stored before a purge
+     * that matches it is refused (hard) or stale (soft), so prefix and tag
+     * purges reach L2 without scanning it. */
+    pthread_mutex_t rules_mu;
+    struct rule {
+        char kind; /* 'u' url, 'p' prefix, 't' tag */
+        char soft;
+        int64_t at;
+        char *value;
+    } rules[RULES_MAX];
+    size_t nrules, next_rule;
+    struct weir_cache_redis *admin_l2; /* the admin thread's connection */
+} G = {.flights_mu = PTHREAD_MUTEX_INITIALIZER, .rules_mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void count(_Atomic uint64_t *c)
 {
@@ -431,6 +445,60 @@ static int usable(struct cx *c, struct weir_cache_obj *o, int64_t lifetime, stru
     return v->use == WEIR_USE_FRESH || v->use == WEIR_USE_STALE || v->use == WEIR_USE_STALE_REVALIDATE;
 }
 
+/* ---- purge rules ------------------------------------------------------------- */
+
+static void rule_add(char kind, int soft, const char *value)
+{
+    char *v = strdup(value);
+    struct rule *r;
+
+    if (v == NULL)
+        return;
+    pthread_mutex_lock(&G.rules_mu);
+    r = &G.rules[G.next_rule];
+    free(r->value);
+    r->kind = kind;
+    r->soft = (char)soft;
+    r->at = wall_now();
+    r->value = v;
+    G.next_rule = (G.next_rule + 1) % RULES_MAX;
+    if (G.nrules < RULES_MAX)
+        G.nrules++;
+    pthread_mutex_unlock(&G.rules_mu);
+}
+
+/* An L2 value after the purges it predates: -1 refused (a hard purge), or
+ * the lifetime to judge it by (a soft purge caps it at its age then). */
+static int64_t rules_apply(const struct weir_cache_obj *o)
+{
+    int64_t lifetime = o->lifetime, now = wall_now();
+
+    pthread_mutex_lock(&G.rules_mu);
+    for (size_t i = 0; i < G.nrules; i++) {
+        const struct rule *r = &G.rules[i];
+        int match;
+        if (r->value == NULL || r->at < o->stored_time || r->at + RULES_SECONDS < now)
+            continue;
+        if (r->kind == 'u')
+            match = strcmp(o->url, r->value) == 0;
+        else if (r->kind == 'p')
+            match = strncmp(o->url, r->value, strlen(r->value)) == 0;
+        else
+            match = weir_cache_obj_has_tag(o, r->value);
+        if (!match)
+            continue;
+        if (!r->soft) {
+            lifetime = -1;
+            break;
+        }
+        int64_t age = weir_cache_age(&o->times, r->at);
+        if (age < lifetime)
+            lifetime = age;
+    }
+    pthread_mutex_unlock(&G.rules_mu);
+    return lifetime;
+}
+
 /* ---- L2 ---------------------------------------------------------------------- */
 
 static size_t l2_key(char *out, size_t size, const char *key, const char *vary_values, size_t vlen)
@@ -527,6 +595,18 @@ static void l2_reply(void *arg, int status, const char *data, size_t len)
             weir_cache_obj_release(o);
             go_upstream(c, 1);
             return;
+        }
+    }
+    {
+        int64_t lifetime = rules_apply(o);
+        if (lifetime < 0) { /* purged after it was stored */
+            weir_cache_obj_release(o);
+            go_upstream(c, 1);
+            return;
+        }
+        if (lifetime < o->lifetime) { /* soft-purged: stale from then on */
+            o->lifetime = lifetime;
+            o->keep = weir_cache_keep_seconds(&o->cc, lifetime, &o->times, 1);
         }
     }
     weir_cache_l1_insert(G.l1, o, wall_now()); /* promoted */
@@ -1163,7 +1243,12 @@ static void on_purge_message(void *arg, const char *p, size_t n)
     value = value ? strchr(value + 1, ' ') : NULL;
     if (value == NULL)
         return;
+    /* each message follows one INCR of the generation, in order */
+    long long g = atomic_load(&G.purge_gen);
+    while (g >= 0 && !atomic_compare_exchange_weak(&G.purge_gen, &g, g + 1))
+        ;
     purge_local(kind, value + 1, soft);
+    rule_add(kind[0] == 'u' ? 'u' : kind[0] == 'p' ? 'p' : 't', soft, value + 1);
 }
 
 static void gen_reply(void *arg, int status, long long v)
@@ -1189,17 +1274,82 @@ static void on_subscribed(void *arg)
     weir_cache_redis_getint(cw->l2, PURGE_GEN, strlen(PURGE_GEN), gen_reply, NULL, NULL);
 }
 
-size_t weir_cache_purge(const char *kind, const char *value, int soft)
-{
-    size_t n;
+struct purge_req {
+    weir_cache_purge_cb cb;
+    void *arg;
+    size_t l1;
+};
 
-    if (!G.ready)
+static void purge_del_done(void *arg, int status, long long v)
+{
+    struct purge_req *p = arg;
+    p->cb(p->arg, p->l1, status == WEIR_REDIS_OK ? (size_t)v : 0, status == WEIR_REDIS_OK);
+    free(p);
+}
+
+int weir_cache_admin_attach(struct event_base *base)
+{
+    if (!G.ready || !G.has_l2 || G.admin_l2 != NULL)
         return 0;
-    n = purge_local(kind, value, soft);
-    /* L2 and the other instances: worker 0's connection is used from its
-     * own thread only, so the admin thread hands the message over */
-    /* (see README: the admin endpoint is wired after integration) */
-    return n;
+    G.admin_l2 = weir_cache_redis_new(base, &G.rconf, "admin");
+    return G.admin_l2 != NULL ? 0 : -1;
+}
+
+void weir_cache_admin_detach(void)
+{
+    weir_cache_redis_free(G.admin_l2);
+    G.admin_l2 = NULL;
+}
+
+void weir_cache_purge(const char *kind, const char *value, int soft, weir_cache_purge_cb cb, void *arg)
+{
+    struct weir_cache_redis *r = G.admin_l2;
+    struct purge_req *p;
+    size_t n;
+    char msg[4096];
+    int ml;
+
+    n = G.ready ? purge_local(kind, value, soft) : 0;
+    ml = snprintf(msg, sizeof(msg), "%s %d %s", kind, soft ? 1 : 0, value);
+    if (r == NULL || !weir_cache_redis_usable(r) || ml <= 0 || (size_t)ml >= sizeof(msg)) {
+        cb(arg, n, 0, r == NULL);
+        return;
+    }
+    /* every instance (this one too) records the purge for its L2 reads and
+     * purges its L1; a hard URL purge also deletes the stored value */
+    weir_cache_redis_incr(r, PURGE_GEN, strlen(PURGE_GEN), NULL, NULL, NULL);
+    weir_cache_redis_publish(r, PURGE_CHAN, msg, (size_t)ml, NULL, NULL, NULL);
+    p = malloc(sizeof(*p));
+    if (strcmp(kind, "url") == 0 && !soft && p != NULL) {
+        char kbuf[2048], *key = weir_cache_key(WEIR_HTTP_GET, value);
+        size_t kl;
+        p->cb = cb;
+        p->arg = arg;
+        p->l1 = n;
+        if (key != NULL && strlen(key) < 1900) {
+            kl = l2_key(kbuf, sizeof(kbuf), key, NULL, 0);
+            free(key);
+            if (weir_cache_redis_del(r, kbuf, kl, purge_del_done, p, NULL) == WEIR_OK)
+                return;
+        } else {
+            free(key);
+        }
+    }
+    free(p);
+    cb(arg, n, 0, 1);
+}
+
+void weir_cache_state_json(struct weir_cache_state *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (G.l1 != NULL)
+        weir_cache_l1_stats(G.l1, &st->l1);
+    weir_cache_counters(&st->counters);
+    st->has_l2 = G.has_l2;
+    if (G.admin_l2 != NULL)
+        weir_cache_redis_stats(G.admin_l2, &st->l2);
+    st->purge_gen = atomic_load(&G.purge_gen);
+    st->max_object_bytes = G.max_object_bytes;
 }
 
 /* ---- life cycle ---------------------------------------------------------------------------- */
@@ -1307,6 +1457,11 @@ void weir_cache_shutdown(void)
     }
     weir_cache_l1_free(G.l1);
     G.l1 = NULL;
+    for (size_t i = 0; i < RULES_MAX; i++) {
+        free(G.rules[i].value);
+        G.rules[i].value = NULL;
+    }
+    G.nrules = G.next_rule = 0;
     free(G.raddress);
     free(G.rpassword);
     free(G.rprefix);

@@ -551,3 +551,99 @@ def test_stale_if_error_5xx_but_not_without_it(procs, origin):
     assert r.status == 200 and r.body == b"good" and "fwd-status=503" in (r.header("Cache-Status") or "")
     r = get(w, "/n5")
     assert r.status == 503 and r.body == b"down"
+
+
+# --------------------------------------------------------------------------
+# admin: POST /cache/purge, GET /cache
+# --------------------------------------------------------------------------
+
+def admin_conf(o, redis=None):
+    kw = cache_conf(o, redis=redis)
+    port = free_port()
+    kw["extra"] += 'admin = { address = "%s:%d"; token = "tok"; };\n' % (LOOPBACK, port)
+    return kw, port
+
+
+def admin(port, method, path, body=None, token="tok"):
+    hs = [("Authorization", "Bearer " + token)] if token else []
+    data = json.dumps(body).encode() if body is not None else None
+    if data is not None:
+        hs.append(("Content-Type", "application/json"))
+    with HttpConn(port) as c:
+        r = c.request(method, path, headers=hs, body=data)
+    return r.status, (json.loads(r.body) if r.body else None)
+
+
+def is_hit(r):
+    return "hit" in (r.header("Cache-Status") or "")
+
+
+def test_admin_purge_and_state(procs, origin):
+    origin.set("/a/1", headers=[("Cache-Control", "max-age=600"), ("Surrogate-Key", "t1 all")], body=b"1")
+    origin.set("/a/2", headers=[("Cache-Control", "max-age=600"), ("Surrogate-Key", "t2 all")], body=b"2")
+    origin.set("/b/1", headers=[("Cache-Control", "max-age=600"), ("Surrogate-Key", "t3")], body=b"3")
+    kw, ap = admin_conf(origin)
+    w = procs.weir(**kw)
+    for p in ("/a/1", "/a/2", "/b/1"):
+        get(w, p)
+        assert is_hit(get(w, p))
+    st, j = admin(ap, "GET", "/cache")
+    assert st == 200 and j["l1"]["objects"] == 3 and j["requests"]["hit_l1"] == 3 and j["l2"] is None
+    st, j = admin(ap, "POST", "/cache/purge", {"url": "http://LOCALHOST:80/a/1"})
+    assert st == 200 and j["purged"] == {"l1": 1, "l2": 0}
+    assert not is_hit(get(w, "/a/1"))
+    st, j = admin(ap, "POST", "/cache/purge", {"tag": "all"})
+    assert st == 200 and j["purged"]["l1"] == 2
+    st, j = admin(ap, "POST", "/cache/purge", {"prefix": "http://localhost/b/"})
+    assert st == 200 and j["purged"]["l1"] == 1
+    assert not is_hit(get(w, "/b/1"))
+    # errors
+    assert admin(ap, "POST", "/cache/purge", {"url": "/a/1"})[0] == 400
+    assert admin(ap, "POST", "/cache/purge", {"url": "http://h/", "tag": "x"})[0] == 400
+    assert admin(ap, "POST", "/cache/purge", {"nope": 1})[0] == 400
+    assert admin(ap, "POST", "/cache/purge", {"tag": "x"}, token="bad")[0] in (401, 403)
+    assert admin(ap, "GET", "/cache/purge")[0] == 405
+
+
+def test_admin_soft_purge_keeps_stale_serving(procs, origin):
+    origin.set("/soft", headers=[("Cache-Control", "max-age=600, stale-while-revalidate=60")], body=b"s1")
+    kw, ap = admin_conf(origin)
+    w = procs.weir(**kw)
+    get(w, "/soft")
+    st, j = admin(ap, "POST", "/cache/purge", {"url": "http://localhost/soft", "soft": True})
+    assert st == 200 and j["purged"]["l1"] == 1
+    origin.set("/soft", headers=[("Cache-Control", "max-age=600")], body=b"s2")
+    r = get(w, "/soft")
+    assert r.body == b"s1" and is_hit(r)  # stale, answered at once
+    assert wait_until(lambda: get(w, "/soft").body == b"s2", tf(5), 0.1)
+    assert origin.count("/soft") == 2
+
+
+@needs_redis
+def test_admin_purge_reaches_other_instances_and_l2(procs, origin, redis):
+    for p, tag in (("/x/1", "k1"), ("/x/2", "k2"), ("/y/1", "k3")):
+        origin.set(p, headers=[("Cache-Control", "max-age=600"), ("Surrogate-Key", tag)], body=p.encode())
+    kw, ap = admin_conf(origin, redis=redis)
+    a = procs.weir(**kw)
+    b = procs.weir(**cache_conf(origin, redis=redis))
+    time.sleep(0.4)
+    for p in ("/x/1", "/x/2", "/y/1"):
+        get(a, p)
+    time.sleep(0.2)
+    for p in ("/x/1", "/x/2", "/y/1"):
+        assert "detail=l2" in (get(b, p).header("Cache-Status") or "")
+        assert is_hit(get(b, p))
+    st, j = admin(ap, "POST", "/cache/purge", {"url": "http://localhost/x/1"})
+    assert st == 200 and j["purged"] == {"l1": 1, "l2": 1}
+    st, j = admin(ap, "POST", "/cache/purge", {"prefix": "http://localhost/x/"})
+    assert st == 200
+    st, j = admin(ap, "POST", "/cache/purge", {"tag": "k3"})
+    assert st == 200
+    time.sleep(0.3)
+    # B's L1 lost them, and the values still in Redis predate the purges: refused
+    for p in ("/x/1", "/x/2", "/y/1"):
+        r = get(b, p)
+        assert not is_hit(r), (p, r.header("Cache-Status"))
+    assert origin.count("/x/2") == 2 and origin.count("/y/1") == 2
+    st, j = admin(ap, "GET", "/cache")
+    assert j["l2"]["state"] == "up" and j["purge_generation"] >= 3
