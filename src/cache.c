@@ -47,9 +47,12 @@
 #define L2_OBJ         "obj:"
 #define PURGE_CHAN     "purge"
 #define PURGE_GEN      "purge:gen"
-#define REASON_TOO_BIG 15    /* not_storable_by[]: over max_object_bytes */
-#define STALE_OK       1     /* flight result: the origin failed; stale-if-error may answer */
-#define RULES_MAX      1024  /* recent purges remembered for L2 values */
+#define REASON_TOO_BIG 15   /* not_storable_by[]: over max_object_bytes */
+#define STALE_OK       1    /* flight result: the origin failed; stale-if-error may answer */
+#define RULES_MAX      1024 /* recent purges remembered for L2 values */
+#define LEASE_MS       3000 /* an instance's lease to fetch a key others miss too */
+#define LEASE_POLL_MS  50   /* how often the others look for the value meanwhile */
+#define L2_LEASE       "lease:"
 #define RULES_SECONDS  86400 /* ... for at most a day */
 
 struct waiter;
@@ -142,10 +145,15 @@ struct cx {
     struct weir_cache_fetch *fetch; /* foreground revalidation */
     struct weir_cache_obj *stale;   /* what it revalidates (retained) */
     struct weir_cache_verdict sv;   /* the stale object's verdict */
+    int leased;                     /* we hold the Redis lease for the key */
+    int polling;                    /* another instance holds it: we wait for L2 */
+    uint64_t lease_until_us;
+    struct event *poll;
 };
 
 struct store {
     struct cache_worker *cw;
+    int leased; /* tell the instances waiting on our lease how it ended */
     char *url, *key;
     const struct weir_http_msg *req;
     int64_t request_time;
@@ -552,6 +560,100 @@ static int l2_lookup(struct cx *c, const char *vary_values, size_t vlen)
     return WEIR_OK;
 }
 
+/* ---- the lease between instances: one fetches, the others wait for L2 ---- */
+
+static size_t lease_key(char *out, size_t size, const char *key)
+{
+    return (size_t)snprintf(out, size, L2_LEASE "%s", key);
+}
+
+/* The leader's word to the waiting instances: "pass" (not storable: fetch
+ * yourselves) or the lease deleted (aborted). */
+static void lease_release(struct cache_worker *cw, const char *key, int pass)
+{
+    char kbuf[2048];
+    size_t kl = lease_key(kbuf, sizeof(kbuf), key);
+
+    if (cw->l2 == NULL || !weir_cache_redis_usable(cw->l2) || strlen(key) > 1900)
+        return;
+    if (pass)
+        weir_cache_redis_set(cw->l2, kbuf, kl, "pass", 4, 10000, NULL, NULL, NULL);
+    else
+        weir_cache_redis_del(cw->l2, kbuf, kl, NULL, NULL, NULL);
+}
+
+static void lease_wait(struct cx *c);
+
+static void lease_state_reply(void *arg, int status, const char *data, size_t len)
+{
+    struct cx *c = arg;
+
+    c->l2cmd = NULL;
+    /* the lease is gone (expired, aborted) or says "pass": fetch ourselves */
+    if (status != WEIR_REDIS_OK || (len == 4 && memcmp(data, "pass", 4) == 0)) {
+        go_upstream(c, 1);
+        return;
+    }
+    lease_wait(c);
+}
+
+static void lease_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cx *c = arg;
+
+    if (l2_lookup(c, NULL, 0) != WEIR_OK)
+        go_upstream(c, 1);
+}
+
+static void lease_wait(struct cx *c)
+{
+    struct timeval tv = {0, LEASE_POLL_MS * 1000};
+
+    if (weir_now_us() >= c->lease_until_us) {
+        go_upstream(c, 1); /* waited long enough */
+        return;
+    }
+    if (c->poll == NULL)
+        c->poll = evtimer_new(c->cw->base, lease_poll_cb, c);
+    if (c->poll == NULL) {
+        go_upstream(c, 1);
+        return;
+    }
+    evtimer_add(c->poll, &tv);
+}
+
+static void lease_reply(void *arg, int status, long long v)
+{
+    struct cx *c = arg;
+
+    c->l2cmd = NULL;
+    if (status == WEIR_REDIS_MISS) { /* another instance fetches it */
+        c->polling = 1;
+        c->lease_until_us = weir_now_us() + (uint64_t)LEASE_MS * 1000;
+        lease_wait(c);
+        return;
+    }
+    c->leased = status == WEIR_REDIS_OK;
+    go_upstream(c, 1);
+}
+
+/* L2 has no value for the key. */
+static void l2_missed(struct cx *c)
+{
+    char kbuf[2048], token[64];
+    size_t kl = lease_key(kbuf, sizeof(kbuf), c->key);
+
+    if (c->polling) { /* still waiting for the lease holder: how is it doing? */
+        if (weir_cache_redis_get(c->cw->l2, kbuf, kl, lease_state_reply, c, &c->l2cmd) != WEIR_OK)
+            go_upstream(c, 1);
+        return;
+    }
+    snprintf(token, sizeof(token), "%ld:%d", (long)getpid(), c->cw->id);
+    if (strlen(c->key) > 1900 || c->method != WEIR_HTTP_GET ||
+        weir_cache_redis_lease(c->cw->l2, kbuf, kl, token, LEASE_MS, lease_reply, c, &c->l2cmd) != WEIR_OK)
+        go_upstream(c, 1);
+}
+
 static void l2_reply(void *arg, int status, const char *data, size_t len)
 {
     struct cx *c = arg;
@@ -560,6 +662,10 @@ static void l2_reply(void *arg, int status, const char *data, size_t len)
     int err;
 
     c->l2cmd = NULL;
+    if (status == WEIR_REDIS_MISS && !c->l2_second) {
+        l2_missed(c);
+        return;
+    }
     if (status != WEIR_REDIS_OK) {
         go_upstream(c, 1);
         return;
@@ -657,6 +763,9 @@ static int marks_hfm(int reason, int status)
 
 static void not_stored(struct store *s, int reason, int status)
 {
+    if (s->leased)
+        lease_release(s->cw, s->key, 1);
+    s->leased = 0;
     count(&s->cw->not_storable);
     if (reason >= 0 && reason < 16)
         count(&s->cw->not_storable_by[reason]);
@@ -709,6 +818,8 @@ static void store_on_end(struct weir_exchange *x, void *fdata)
         l2_store(s->cw, s->obj);
         flight_end(s->flight, WEIR_OK);
     } else {
+        if (s->leased)
+            lease_release(s->cw, s->key, 0);
         flight_end(s->flight, WEIR_DECLINED);
     }
     s->flight = NULL;
@@ -721,6 +832,8 @@ static void store_on_abort(struct weir_exchange *x, void *fdata)
 
     if (s->obj != NULL)
         weir_cache_obj_abandon(s->obj);
+    if (s->leased)
+        lease_release(s->cw, s->key, 0);
     flight_end(s->flight, WEIR_DECLINED);
     s->flight = NULL;
     store_free(s);
@@ -759,6 +872,8 @@ static int go_upstream(struct cx *c, int resume)
         s->req = c->req;
         s->request_time = c->request_time;
         s->flight = c->lead;
+        s->leased = c->leased;
+        c->leased = 0;
         if (s->url == NULL || s->key == NULL || weir_exchange_add_filter(c->x, &store_filter, s) != WEIR_OK) {
             s->flight = NULL;
             store_free(s);
@@ -1118,6 +1233,10 @@ static void on_end(struct weir_exchange *x, void *hook_data, int aborted)
         weir_cache_redis_cancel(c->l2cmd);
     if (c->fetch != NULL)
         weir_cache_fetch_cancel(c->fetch);
+    if (c->poll != NULL)
+        event_free(c->poll);
+    if (c->leased)
+        lease_release(c->cw, c->key, 0);
     weir_cache_obj_release(c->stale);
     if (c->w != NULL) {
         waiter_leave(c->w);

@@ -647,3 +647,42 @@ def test_admin_purge_reaches_other_instances_and_l2(procs, origin, redis):
     assert origin.count("/x/2") == 2 and origin.count("/y/1") == 2
     st, j = admin(ap, "GET", "/cache")
     assert j["l2"]["state"] == "up" and j["purge_generation"] >= 3
+
+
+@needs_redis
+def test_lease_one_fetch_across_instances(procs, origin, redis):
+    origin.set("/lz", headers=[("Cache-Control", "max-age=60")], body=b"L" * 5000, delay=0.6)
+    a = procs.weir(**cache_conf(origin, redis=redis))
+    b = procs.weir(**cache_conf(origin, redis=redis))
+    time.sleep(0.4)
+    results = []
+
+    def one(w):
+        results.append(get(w, "/lz"))
+
+    ts = [threading.Thread(target=one, args=(a if i % 2 == 0 else b,)) for i in range(10)]
+    for t in ts:
+        t.start()
+        time.sleep(0.01)
+    for t in ts:
+        t.join(tf(10))
+    assert len(results) == 10 and all(r.status == 200 and r.body == b"L" * 5000 for r in results)
+    assert origin.count("/lz") == 1
+
+
+@needs_redis
+def test_lease_not_storable_releases_other_instance(procs, origin, redis):
+    origin.set("/lp", headers=[("Cache-Control", "private")], body=b"mine", delay=0.3)
+    a = procs.weir(**cache_conf(origin, redis=redis))
+    b = procs.weir(**cache_conf(origin, redis=redis))
+    time.sleep(0.4)
+    results = []
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=lambda w=w: results.append(get(w, "/lp"))) for w in (a, b)]
+    for t in ts:
+        t.start()
+        time.sleep(0.05)
+    for t in ts:
+        t.join(tf(10))
+    assert all(r.body == b"mine" for r in results) and origin.count("/lp") == 2
+    assert time.monotonic() - t0 < tf(1.5)  # far below the 3 s lease
