@@ -147,7 +147,7 @@ void weir_admin_cache_get(struct evhttp_request *req)
     json_t *o, *ns;
     int i;
 
-    weir_cache_state_json(&st);
+    weir_cache_state(&st);
     ns = json_object();
     for (i = 0; i < WEIR_STORE_REASONS; i++)
         json_object_set_new(ns, weir_cache_store_reason_name(i),

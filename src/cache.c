@@ -1458,7 +1458,7 @@ void weir_cache_purge(const char *kind, const char *value, int soft, weir_cache_
     cb(arg, n, 0, 1);
 }
 
-void weir_cache_state_json(struct weir_cache_state *st)
+void weir_cache_state(struct weir_cache_state *st)
 {
     memset(st, 0, sizeof(*st));
     if (G.l1 != NULL)

@@ -68,7 +68,7 @@ struct weir_cache_state {
     long long purge_gen;
     size_t max_object_bytes;
 };
-void weir_cache_state_json(struct weir_cache_state *st);
+void weir_cache_state(struct weir_cache_state *st);
 
 /* Admin endpoints (admin_cache.c), dispatched by admin.c after its token
  * check: POST /cache/purge and GET /cache. Admin thread. */
