@@ -863,7 +863,7 @@ static int go_upstream(struct cx *c, int resume)
             return WEIR_HOOK_ANSWERED;
         }
     }
-    if (c->method == WEIR_HTTP_GET && !(c->qcc.flags & WEIR_CC_NO_STORE))
+    if (c->method == WEIR_HTTP_GET && c->req != NULL && !(c->qcc.flags & WEIR_CC_NO_STORE))
         s = calloc(1, sizeof(*s));
     if (s != NULL) {
         s->cw = c->cw;
@@ -1167,7 +1167,9 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
     c->method = ri->method_id;
     c->url = url;
     c->key = weir_cache_key(ri->method_id, url);
-    c->req = weir_exchange_request(x);
+    /* The parsed head is valid during on_request only; a hit is answered
+     * from it, anything that goes on later takes a stable copy first. */
+    c->req = ri->msg;
     c->request_time = wall_now();
     *hook_data = c;
     if (c->key == NULL || c->req == NULL)
@@ -1187,13 +1189,17 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
             c->state = CX_DONE;
             return WEIR_HOOK_ANSWERED;
         }
-        rc = ok ? -1 : revalidate(c, ri->pool, hit.obj, &v);
+        c->req = weir_exchange_request(x);
+        rc = ok || c->req == NULL ? -1 : revalidate(c, ri->pool, hit.obj, &v);
         weir_cache_obj_release(hit.obj);
         if (rc >= 0)
             return rc;
         /* refused by the request, or nothing to revalidate with: fetch
          * again like a miss (the store filter replaces it) */
     }
+    c->req = weir_exchange_request(x);
+    if (c->req == NULL) /* out of memory: no store, no wait */
+        return WEIR_HOOK_CONTINUE;
     if (hit.hit_for_miss || c->method != WEIR_HTTP_GET)
         return go_upstream(c, 0);
 
