@@ -176,3 +176,57 @@ void weir_admin_cache_get(struct evhttp_request *req)
         json_object_set_new(o, "l2", json_null());
     weir_admin_reply_json(req, 200, o);
 }
+
+/* One counter or gauge family with a single unlabelled sample. */
+static void metric(struct evbuffer *out, const char *name, const char *type, const char *help, uint64_t v)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+                        (unsigned long long)v);
+}
+
+int weir_cache_metrics(struct evbuffer *out)
+{
+    struct weir_cache_state st;
+    int i;
+
+    weir_cache_state(&st);
+    evbuffer_add_printf(out, "# HELP weir_cache_requests_total Requests on cache routes by tier and result.\n"
+                             "# TYPE weir_cache_requests_total counter\n");
+    evbuffer_add_printf(out, "weir_cache_requests_total{tier=\"l1\",result=\"hit\"} %llu\n",
+                        (unsigned long long)st.counters.hit_l1);
+    evbuffer_add_printf(out, "weir_cache_requests_total{tier=\"l2\",result=\"hit\"} %llu\n",
+                        (unsigned long long)st.counters.hit_l2);
+    evbuffer_add_printf(out, "weir_cache_requests_total{tier=\"backend\",result=\"miss\"} %llu\n",
+                        (unsigned long long)st.counters.miss);
+    metric(out, "weir_cache_stale_served_total", "counter",
+           "Stale answers (max-stale, stale-while-revalidate, stale-if-error).", st.counters.stale_served);
+    metric(out, "weir_cache_coalesced_total", "counter", "Requests answered from another request's fetch.",
+           st.counters.coalesced);
+    metric(out, "weir_cache_revalidated_total", "counter",
+           "Revalidations that refreshed an entry (304 or 200).", st.counters.revalidated);
+    metric(out, "weir_cache_stored_total", "counter", "Responses stored in L1.", st.counters.stored);
+    evbuffer_add_printf(out, "# HELP weir_cache_not_storable_total Responses not stored, by reason.\n"
+                             "# TYPE weir_cache_not_storable_total counter\n");
+    for (i = 1; i < WEIR_STORE_REASONS; i++)
+        evbuffer_add_printf(out, "weir_cache_not_storable_total{reason=\"%s\"} %llu\n",
+                            weir_cache_store_reason_name(i),
+                            (unsigned long long)st.counters.not_storable_by[i]);
+    evbuffer_add_printf(out, "weir_cache_not_storable_total{reason=\"too_big\"} %llu\n",
+                        (unsigned long long)st.counters.not_storable_by[15]);
+    metric(out, "weir_cache_l1_bytes", "gauge", "Heap bytes the L1 holds.", st.l1.bytes);
+    metric(out, "weir_cache_l1_budget_bytes", "gauge", "The L1 budget (cache.memory_bytes).", st.l1.budget);
+    metric(out, "weir_cache_l1_objects", "gauge", "Objects in the L1.", st.l1.objects);
+    metric(out, "weir_cache_l1_evicted_total", "counter", "Objects evicted from the L1 to make room.",
+           st.l1.evicted);
+    metric(out, "weir_cache_l2_garbage_total", "counter",
+           "L2 values refused (not weir's, truncated, other version).", st.counters.l2_garbage);
+    if (st.has_l2) {
+        metric(out, "weir_cache_l2_up", "gauge", "1 while the admin's L2 connection's breaker is closed.",
+               st.l2.state == WEIR_REDIS_UP);
+        metric(out, "weir_cache_l2_timeouts_total", "counter",
+               "L2 commands past redis.timeout_ms (admin connection).", st.l2.timeouts);
+        metric(out, "weir_cache_l2_breaker_opens_total", "counter",
+               "Times the admin connection's breaker opened.", st.l2.opens);
+    }
+    return 0;
+}

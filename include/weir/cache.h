@@ -75,5 +75,8 @@ void weir_cache_state(struct weir_cache_state *st);
 struct evhttp_request;
 void weir_admin_cache_purge(struct evhttp_request *req);
 void weir_admin_cache_get(struct evhttp_request *req);
+/* The cache's families for /metrics (Prometheus text). Returns 0. */
+struct evbuffer;
+int weir_cache_metrics(struct evbuffer *out);
 
 #endif

@@ -686,3 +686,27 @@ def test_lease_not_storable_releases_other_instance(procs, origin, redis):
         t.join(tf(10))
     assert all(r.body == b"mine" for r in results) and origin.count("/lp") == 2
     assert time.monotonic() - t0 < tf(1.5)  # far below the 3 s lease
+
+
+def test_metrics_and_promtool(procs, origin):
+    from adminutil import promtool_check
+
+    origin.set("/mt", headers=[("Cache-Control", "max-age=60")], body=b"m")
+    origin.set("/mp", headers=[("Cache-Control", "private")], body=b"p")
+    kw, ap = admin_conf(origin)
+    w = procs.weir(**kw)
+    for _ in range(3):
+        get(w, "/mt")
+    get(w, "/mp")
+    with HttpConn(ap) as c:
+        r = c.request("GET", "/metrics", headers=[("Authorization", "Bearer tok")])
+    text = r.body.decode()
+    assert 'weir_cache_requests_total{tier="l1",result="hit"} 2' in text
+    assert 'weir_cache_requests_total{tier="backend",result="miss"} 2' in text
+    assert 'weir_cache_not_storable_total{reason="private"} 1' in text
+    assert "weir_cache_l1_objects 1" in text
+    res = promtool_check(text)
+    if res is None:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    rc, out = res
+    assert rc == 0, out
