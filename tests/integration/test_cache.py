@@ -512,7 +512,7 @@ def test_stale_while_revalidate_one_background_fetch(procs, origin):
     w = procs.weir(**cache_conf(origin, workers=2))
     assert get(w, "/swr").body == b"old"
     time.sleep(1.5)
-    origin.set("/swr", headers=[("Cache-Control", "max-age=60")], body=b"new", delay=0.5)
+    origin.set("/swr", headers=[("Cache-Control", "max-age=60")], body=b"new", delay=2.0)
     t0 = time.monotonic()
     results = []
     ts = [threading.Thread(target=lambda: results.append(get(w, "/swr"))) for _ in range(10)]
@@ -522,7 +522,7 @@ def test_stale_while_revalidate_one_background_fetch(procs, origin):
         t.join(tf(10))
     # all answered at once with the stale copy, while one revalidation runs
     assert len(results) == 10 and all(r.body == b"old" for r in results)
-    assert time.monotonic() - t0 < tf(0.45)
+    assert time.monotonic() - t0 < tf(1.5)  # the revalidation alone takes 2 s
     assert wait_until(lambda: get(w, "/swr").body == b"new", tf(5), 0.1)
     assert origin.count("/swr") == 2
 
@@ -686,7 +686,7 @@ def test_lease_not_storable_releases_other_instance(procs, origin, redis):
     for t in ts:
         t.join(tf(10))
     assert all(r.body == b"mine" for r in results) and origin.count("/lp") == 2
-    assert time.monotonic() - t0 < tf(1.5)  # far below the 3 s lease
+    assert time.monotonic() - t0 < tf(2.4)  # below the 3 s lease: released by "pass"
 
 
 def test_metrics_and_promtool(procs, origin):
