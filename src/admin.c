@@ -51,6 +51,7 @@
 #include "weir/http_msg.h"
 #include "weir/log.h"
 #include "weir/server.h"
+#include "weir/cache.h"
 
 /* The dashboard page, embedded by src/dashboard_asset.S (.incbin). */
 extern const char weir_dashboard_html[];
@@ -764,6 +765,8 @@ static void handle_metrics(struct evhttp_request *req)
         rc = weir_admin_metrics(buf, rt, weir_stats_now_s());
     if (rc == 0)
         rc = weir_autoscaler_metrics(buf);
+    if (rc == 0)
+        rc = weir_cache_metrics(buf);
     weir_rt_release(rt);
     if (rc != 0) {
         if (buf != NULL)
@@ -925,6 +928,16 @@ static void on_request(struct evhttp_request *req, void *arg)
             weir_admin_api_patch_server(req, segs[1], segs[3]);
         else
             weir_admin_api_delete_server(req, segs[1], segs[3]);
+    } else if (n == 2 && strcmp(segs[0], "cache") == 0 && strcmp(segs[1], "purge") == 0) {
+        if (m != EVHTTP_REQ_POST)
+            method_not_allowed(req, "POST");
+        else if (check_token(req))
+            weir_admin_cache_purge(req);
+    } else if (n == 1 && strcmp(segs[0], "cache") == 0) {
+        if (is_get)
+            weir_admin_cache_get(req);
+        else
+            method_not_allowed(req, "GET, HEAD");
     } else {
         weir_admin_reply_error(req, 404, "no such endpoint: %s", path);
     }
@@ -1018,6 +1031,7 @@ int weir_admin_start(struct event_base *base, const struct weir_admin_opts *opts
         goto err;
     }
     A.started = 1;
+    weir_cache_admin_attach(base); /* its Redis connection for purges */
     weir_log_info("admin endpoint listening on %s%s", a->text,
                   A.loopback ? "" : " (not loopback: every request needs the token)");
     return 0;
@@ -1034,6 +1048,7 @@ void weir_admin_stop(void)
     if (!A.started)
         return;
     weir_admin_api_fini();
+    weir_cache_admin_detach();
     weir_admin_conn_stop_accepting();
     evhttp_free(A.http); /* frees every connection; weir_admin_conn_fini closes them */
     weir_admin_conn_fini();

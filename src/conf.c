@@ -398,6 +398,7 @@ static const struct key route_keys[] = {
     KEY_CALL("host", K_STR, 0, key_route_host),
     KEY_CALL("path_prefix", K_STR, 0, key_path_prefix),
     KEY_CALL("pool", K_STR, KF_REQUIRED, NULL),
+    KEY_BOOL("cache", struct weir_conf_route, cache),
 };
 
 static void route_init(struct loader *L, const config_setting_t *s, void *el)
@@ -601,6 +602,7 @@ static const struct key top_keys[] = {
     KEY_GROUP("stats", stats_keys, NULL),
     KEY_CALL("autoscale", K_ANY, 0, conf_key_autoscale),  /* a group; conf_autoscale.c */
     KEY_CALL("resolvers", K_LIST, 0, conf_key_resolvers), /* conf_dns.c */
+    KEY_CALL("cache", K_ANY, 0, conf_key_cache), /* a group: its table is in conf_cache.c */
 };
 
 static void conf_defaults(struct loader *L, struct weir_conf *c)
@@ -621,6 +623,7 @@ static void conf_defaults(struct loader *L, struct weir_conf *c)
     c->log.level = WEIR_LOG_INFO;
     c->log.error = conf_strdup(L, "stderr");
     c->stats.enabled = 1;
+    conf_cache_defaults(L, c);
     c->admin.enabled = 0;
     c->admin.max_connections = 64;
     c->admin.request_timeout_ms = 10000;
@@ -743,6 +746,7 @@ void weir_conf_free(struct weir_conf *c)
         free(c->admin.allowed_hosts[i]);
     free(c->admin.allowed_hosts);
     weir_conf_autoscale_free(&c->autoscale);
+    conf_cache_free(c);
     free(c);
 }
 

@@ -71,6 +71,9 @@ struct weir_conf *weir_conf_dup(const struct weir_conf *c)
         d->admin.nallowed_hosts = 0;
     for (i = 0; i < d->admin.nallowed_hosts; i++)
         d->admin.allowed_hosts[i] = xdup(c->admin.allowed_hosts[i], &oom);
+    d->cache.redis.address = xdup(c->cache.redis.address, &oom);
+    d->cache.redis.password = xdup(c->cache.redis.password, &oom);
+    d->cache.redis.prefix = xdup(c->cache.redis.prefix, &oom);
 
     d->listens = xdup_array(c->listens, c->nlistens, sizeof(*c->listens), &oom);
     if (d->listens == NULL)

@@ -162,4 +162,9 @@ void conf_key_method(struct loader *L, const struct key *k, const config_setting
 void conf_key_host_header(struct loader *L, const struct key *k, const config_setting_t *s, const char *path,
                           void *obj);
 
+/* The cache section (conf_cache.c): its key handler, defaults and free. */
+void conf_key_cache(struct loader *L, const struct key *k, const config_setting_t *s, const char *path, void *obj);
+void conf_cache_defaults(struct loader *L, struct weir_conf *c);
+void conf_cache_free(struct weir_conf *c);
+
 #endif

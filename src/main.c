@@ -29,6 +29,7 @@
 #include "weir/stats.h"
 #include "weir/tls.h"
 #include "weir/worker.h"
+#include "weir/cache.h"
 
 struct weir_main {
     const char *conf_path;
@@ -283,6 +284,10 @@ int main(int argc, char **argv)
         return 1;
     }
     weir_stats_set_enabled(conf->stats.enabled);
+    if (weir_cache_init(conf) != 0) {
+        weir_log_error("cannot start the response cache: out of memory");
+        return 1;
+    }
 
     M.base = event_base_new();
     if (M.base == NULL || weir_health_start(M.base) != 0) {
@@ -370,6 +375,7 @@ out:
     weir_health_stop(); /* its events live on M.base */
     event_base_free(M.base);
     weir_rt_publish(NULL); /* drop the last snapshot */
+    weir_cache_shutdown();
     weir_stats_shutdown();
     libevent_global_shutdown();
     return rc;

@@ -140,6 +140,7 @@ struct weir_rt *weir_rt_build(struct weir_conf *conf, const struct weir_rt *prev
         r->prefix = cr->path_prefix;
         r->prefix_len = strlen(cr->path_prefix);
         r->pool = &rt->pools[cr->pool];
+        r->cache = cr->cache;
         char key[1024];
         snprintf(key, sizeof(key), "%s %s", cr->host, cr->path_prefix);
         r->stats = weir_stats_get(WEIR_STATS_ROUTE, key);

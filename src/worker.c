@@ -17,6 +17,7 @@
 #include "weir/session.h"
 #include "weir/upstream.h"
 #include "weir/worker.h"
+#include "weir/cache.h"
 
 _Atomic long weir_client_conns;
 
@@ -233,9 +234,11 @@ static void *worker_main(void *arg)
 {
     struct weir_worker *w = arg;
     weir_log_thread_budget(1); /* per-request warnings: at most 20 a second per call site */
+    weir_cache_worker_start(w->id, w->base);
     event_base_dispatch(w->base);
     weir_session_abort_all(w);
     weir_up_close_all_idle(w);
+    weir_cache_worker_stop(w->id);
     weir_alog_flush(&w->alog);
     weir_session_thread_exit();
     if (w->on_exit != NULL)

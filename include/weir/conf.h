@@ -137,7 +137,23 @@ struct weir_conf_route {
     char *host;        /* "*" = any; exact host (lower-cased, port stripped) or "*.suffix" */
     char *path_prefix; /* default "/" */
     size_t pool;       /* index into conf->pools */
+    int cache;         /* cache = true: answered through the response cache (default 0) */
     int line;
+};
+
+/* The cache section (conf_cache.c); defaults apply when it is absent. */
+struct weir_conf_cache {
+    size_t memory_bytes;     /* L1 budget for the whole instance, default 64 MiB */
+    size_t max_object_bytes; /* larger bodies stream through unstored, default 8 MiB, <= memory_bytes */
+    struct {
+        int enabled;     /* 1 when the redis group is present */
+        char *address;   /* numeric "host:port", "[v6]:port" or "unix:/path" */
+        char *password;  /* NULL: no AUTH */
+        int db;          /* default 0 */
+        char *prefix;    /* default "weir:" */
+        int timeout_ms;  /* per command, default 50 */
+        int line;
+    } redis;
 };
 
 struct weir_conf_admin { /* admin group; enabled = 0 when absent */
@@ -273,6 +289,7 @@ struct weir_conf {
 
     struct weir_conf_addr *resolvers; /* DNS servers for discovery; none: /etc/resolv.conf */
     size_t nresolvers;
+    struct weir_conf_cache cache;
 
     /* NOTE: conf_edit.c (weir_conf_dup) deep-copies this struct for the
      * runtime API: a new pointer field must be copied there too. */

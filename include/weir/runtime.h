@@ -40,6 +40,7 @@ struct weir_route {
     size_t prefix_len;
     struct weir_pool *pool;
     void *stats; /* struct weir_stats of this route */
+    int cache;   /* routes[].cache: answered through the response cache */
 };
 
 struct weir_rt {
