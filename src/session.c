@@ -448,6 +448,8 @@ static void client_cb(struct weir_conn *c, int ev, void *arg)
          * 499 is only for clients that left. A head timeout closes
          * quietly. */
         if (s->state == S_IDLE || s->state == S_HEAD) {
+            if (s->handshaking)
+                weir_xprt_tls_timed_out(s->cc);
             session_kill(s);
         } else if ((s->state == S_UPSTREAM || s->state == S_HOOK) && !s->x->resp_sent) {
             weir_log_debug("client %s: request body timeout", s->peer);
