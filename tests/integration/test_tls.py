@@ -171,7 +171,6 @@ def test_forwarded_proto_and_access_log(procs, certs, fmt):
         assert d["tls_version"] in ("TLSv1.3", "TLSv1.2") and d["tls_cipher"] and d["tls_sni"] == "b.test", d
     else:
         assert re.search(r" tls=TLSv1\.[23] cipher=\S+ sni=b\.test$", line), line
-    # a plain HTTP line has no TLS fields (another listener)
 
 
 def test_pipelining_over_tls(procs, certs):
@@ -207,7 +206,7 @@ def test_plain_http_and_garbage_to_tls_port(procs, certs):
     with HttpConn(w.port, timeout=tf(5)) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         assert c.closed_by_peer(tf(3))
-        assert b"200 OK" not in c.extra
+        assert c.extra.startswith(b"HTTP/1.1 400 ") and b"https://" in c.extra, c.extra
     with HttpConn(w.port, timeout=tf(5)) as c:
         c.send(os.urandom(3000))
         assert c.closed_by_peer(tf(3))
@@ -275,8 +274,6 @@ def test_redirect_https(procs, certs):
     with HttpConn(hport) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n")
         assert c.read_response().status == 400
-    # the origin saw none of these
-    assert o.stats().get("requests", 0) == 0 or True
     # curl follows to the TLS listener
     p = subprocess.run(["curl", "-sS", "-L", "--cacert", str(certs / "ca.pem"), "--resolve",
                         "a.test:%d:%s" % (hport, LOOPBACK), "--resolve", "a.test:%d:%s" % (w.port, LOOPBACK),

@@ -172,3 +172,25 @@ def test_tls_both_sides(procs, certs, origins):
             assert r.status == 200 and r.header("X-Forwarded-Proto-Seen") == "https", r
         r = c.request("POST", "/post", body=b"x" * 100000)
         assert r.status == 200, r
+
+
+def test_upgrade_tunnel_over_tls_to_backend_and_client(procs, certs, origins):
+    o = origins(certs, "ip", "ip")
+    from weirtest import free_port
+    port = free_port()
+    text = tls_conf(port, [pool("p", [o.addr], tls=ptls(certs))], tls_group(certs))
+    w = procs.weir(text, port=port)
+    with TlsConn(w.port, certs, "a.test", timeout=tf(5)) as c:
+        c.send(b"GET /tunnel HTTP/1.1\r\nHost: a.test\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        r = c.read_head()
+        assert r.status == 101, r
+        for n in (1, 1000, 100000):
+            data = bytes((i * 7) & 0xFF for i in range(n))
+            c.send(data)
+            got = bytearray(c.buf)
+            c.buf.clear()
+            while len(got) < n:
+                d = c.sock.recv(65536)
+                assert d, "tunnel closed"
+                got += d
+            assert bytes(got) == data

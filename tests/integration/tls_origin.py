@@ -2,6 +2,9 @@
 """A small HTTPS origin for the upstream-TLS tests (Python's ssl and
 http.server from the standard library; weir-origin speaks plain HTTP only).
 
+A request with "Upgrade: echo" is switched (101) and every byte that
+follows is echoed back (a tunnel over TLS to the backend).
+
   tls_origin.py --listen IP:PORT --cert PEM --key KEY [--name N] [--client-ca CA]
 
 Every request is answered 200 with the body "NAME METHOD PATH\\n" and the
@@ -22,6 +25,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _answer(self):
+        if (self.headers.get("Upgrade") or "").lower() == "echo":
+            # a minimal Upgrade: 101, then every byte echoed back raw
+            self.send_response(101)
+            self.send_header("Upgrade", "echo")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                d = self.connection.recv(65536)
+                if not d:
+                    break
+                self.connection.sendall(d)
+            self.close_connection = True
+            return
         n = int(self.headers.get("Content-Length") or 0)
         if n:
             self.rfile.read(n)
