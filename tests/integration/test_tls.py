@@ -377,13 +377,9 @@ def test_sighup_swaps_certificate_under_load(procs, certs, tmp_path):
     assert w.alive()
 
 
-def _big_size():
-    # 256 MiB; 1 GiB when slow tests are asked for and not under a sanitizer
-    return (1 << 30) if os.environ.get("WEIR_SKIP_SLOW", "") == "" and os.environ.get("WEIR_TLS_GIB") else 256 << 20
-
-
-def test_big_stream_both_ways_bounded_memory(procs, certs):
-    size = _big_size()
+@pytest.mark.parametrize("size", [pytest.param(256 << 20, id="256MiB"),
+                                  pytest.param(1 << 30, id="1GiB", marks=pytest.mark.slow)])
+def test_big_stream_both_ways_bounded_memory(procs, certs, size):
     w, a, o = start(procs, certs, timeouts={"upstream_response_ms": 120000})
     with TlsConn(w.port, certs, "a.test", timeout=tf(30)) as c:
         for _ in range(3):
