@@ -194,3 +194,38 @@ def test_upgrade_tunnel_over_tls_to_backend_and_client(procs, certs, origins):
                 assert d, "tunnel closed"
                 got += d
             assert bytes(got) == data
+
+
+def test_runtime_api_shares_contexts_reload_rereads(procs, certs, origins, tmp_path):
+    """A runtime API change keeps the running TLS contexts (it reads no file);
+    a reload reads them all again and is refused, with FILE:LINE, when one
+    is gone."""
+    from adminutil import Admin, admin_extra
+    from weirtest import free_port
+    o1 = origins(certs, "one", "ip")
+    o2 = origins(certs, "two", "ip")
+    ca = tmp_path / "ca-copy.pem"
+    shutil.copy(certs / "ca.pem", ca)
+    port, aport = free_port(), free_port()
+    text = tls_conf(port, [pool("p", [o1.addr], tls=ptls(certs, ca_file=str(ca)))], tls_group(certs),
+                    extra=admin_extra(aport))
+    w = procs.weir(text, port=port)
+    a = Admin(aport)
+    assert a.wait_ready(), w.stderr()
+    ca.unlink()
+    r = a.add("p", o2.addr)
+    assert r.status in (200, 201), r
+    seen = set()
+    with TlsConn(w.port, certs, "a.test") as c:
+        for i in range(6):
+            r = c.get("/api%d" % i)
+            assert r.status == 200, r
+            seen.add(r.header("X-Origin"))
+    assert seen == {"one", "two"}, seen
+    start = len(w.stderr())
+    r = a.request("POST", "/reload")
+    assert r.status != 200, r
+    assert w.wait_log(r"%s:\d+: .*ca-copy\.pem" % re.escape(str(w.conf_path)), timeout=3, start=start), \
+        w.stderr()[start:]
+    with TlsConn(w.port, certs, "a.test") as c:
+        assert c.get("/still").status == 200
