@@ -110,14 +110,8 @@ static int same_listens(const struct weir_conf *a, const struct weir_conf *b)
 }
 
 /*
- * TLS keys are loaded and checked (conf_tls.c) and the contexts and the TLS
- * transport exist (tls.c, transport_tls.c), but the workers do not serve
- * them yet: until they do, a configuration that asks for TLS is refused
- * rather than served in plain text. Remove when worker.c / upstream.c use
- * weir_xprt_tls. Returns 0, or -1 with the reason logged.
- */
-/*
  * Reload the configuration from M.conf_path (SIGHUP, admin POST /reload).
+ * Every TLS certificate and key is read before anything changes.
  * Returns 0, or -1 with the "FILE:LINE: message" errors in errs (none when
  * weir is stopping or out of memory). The running configuration stays on
  * failure. Control thread.
