@@ -162,8 +162,24 @@ size_t weir_access_format(char *out, size_t cap, int json, const char *clf_time,
         lw_fmt(&w, ",\"total_time\":%.6f", r->total_s);
         lw_fmt(&w, ",\"tries\":%.0f", (double)r->tries);
         lw_str(&w, ",\"request_id\":\"");
-        lw_esc(&w, 1, r->rid, r->rid_len, B_RID, 8);
-        lw_str(&w, "\"}");
+        lw_esc(&w, 1, r->rid, r->rid_len, B_RID, r->tls_version != NULL ? 384 : 8);
+        lw_str(&w, "\"");
+        if (r->tls_version != NULL) {
+            lw_str(&w, ",\"tls_version\":\"");
+            lw_esc(&w, 1, r->tls_version, strlen(r->tls_version), 32, 8);
+            lw_str(&w, "\",\"tls_cipher\":\"");
+            lw_esc(&w, 1, r->tls_cipher ? r->tls_cipher : "", r->tls_cipher ? strlen(r->tls_cipher) : 0, 96,
+                   8);
+            lw_str(&w, "\",\"tls_sni\":");
+            if (r->tls_sni != NULL) {
+                lw_str(&w, "\"");
+                lw_esc(&w, 1, r->tls_sni, strlen(r->tls_sni), 256, 8);
+                lw_str(&w, "\"");
+            } else {
+                lw_str(&w, "null");
+            }
+        }
+        lw_str(&w, "}");
     } else {
         lw_esc(&w, 2, r->client, r->client ? strlen(r->client) : 0, 128, RESERVE);
         lw_str(&w, " - - [");
@@ -203,9 +219,18 @@ size_t weir_access_format(char *out, size_t cap, int json, const char *clf_time,
         lw_fmt(&w, " tries=%.0f", (double)r->tries);
         lw_str(&w, " rid=");
         if (r->rid_len > 0)
-            lw_esc(&w, 2, r->rid, r->rid_len, B_RID, 0);
+            lw_esc(&w, 2, r->rid, r->rid_len, B_RID, r->tls_version != NULL ? 384 : 0);
         else
             lw_str(&w, "-");
+        if (r->tls_version != NULL) {
+            lw_str(&w, " tls=");
+            lw_esc(&w, 2, r->tls_version, strlen(r->tls_version), 32, 0);
+            lw_str(&w, " cipher=");
+            lw_esc(&w, 2, r->tls_cipher ? r->tls_cipher : "-", strlen(r->tls_cipher ? r->tls_cipher : "-"),
+                   96, 0);
+            lw_str(&w, " sni=");
+            lw_esc(&w, 2, r->tls_sni ? r->tls_sni : "-", strlen(r->tls_sni ? r->tls_sni : "-"), 256, 0);
+        }
     }
     out[w.len++] = '\n';
     return w.len;

@@ -36,6 +36,7 @@
 #include <sys/socket.h>
 #include <sys/queue.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -52,6 +53,8 @@
 #include "weir/log.h"
 #include "weir/server.h"
 #include "weir/cache.h"
+#include "weir/tls_stats.h"
+#include "weir/control.h"
 
 /* The dashboard page, embedded by src/dashboard_asset.S (.incbin). */
 extern const char weir_dashboard_html[];
@@ -341,6 +344,21 @@ static json_t *global_json(uint64_t now_s, int windows, struct weir_hist *scratc
     return o;
 }
 
+/* The TLS listeners of rt (address and process-lifetime counters) into l
+ * (WEIR_CONTROL_MAX_LISTENS entries). Returns how many. */
+static size_t tls_listeners(const struct weir_rt *rt, struct weir_tls_stats_listener *l)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rt->conf->nlistens && i < WEIR_CONTROL_MAX_LISTENS; i++) {
+        if (!rt->conf->listens[i].tls.enabled)
+            continue;
+        l[n].address = rt->conf->listens[i].addr.text;
+        l[n].counters = weir_control_tls_counters(i);
+        n++;
+    }
+    return n;
+}
+
 json_t *weir_admin_stats_json(const struct weir_rt *rt, int windows, uint64_t now_s, long long wall_ms)
 {
     struct weir_hist *scratch = malloc(sizeof(*scratch));
@@ -365,6 +383,10 @@ json_t *weir_admin_stats_json(const struct weir_rt *rt, int windows, uint64_t no
             bad = 1;
     oset(o, "routes", routes, &bad);
     routes = NULL;
+    if (rt->tls != NULL && !bad) { /* only when something is TLS */
+        struct weir_tls_stats_listener l[WEIR_CONTROL_MAX_LISTENS];
+        oset(o, "tls", weir_tls_stats_json(l, tls_listeners(rt, l), rt->tls->not_after, time(NULL)), &bad);
+    }
     if (bad)
         goto err;
     free(scratch);
@@ -616,6 +638,10 @@ int weir_admin_metrics(struct evbuffer *out, const struct weir_rt *rt, uint64_t 
                    "Upstream time to first byte: request sent to the server until its response head", v, n,
                    WEIR_LAT_TTFB);
     free(v);
+    if (rt->tls != NULL) {
+        struct weir_tls_stats_listener l[WEIR_CONTROL_MAX_LISTENS];
+        return weir_tls_metrics(out, l, tls_listeners(rt, l), rt->tls->not_after, time(NULL));
+    }
     return 0;
 }
 

@@ -15,6 +15,8 @@
 #include "weir/http_msg.h"
 #include "weir/log.h"
 #include "weir/stats.h"
+#include "weir/tls.h"
+#include "weir/transport_tls.h"
 #include "weir/upstream.h"
 
 size_t weir_x_read_hwm(const struct weir_rt *rt)
@@ -170,6 +172,9 @@ void weir_x_log(struct weir_session *s)
         r.pool = lf_get(s, LF_POOL, &n);
         r.upstream = lf_get(s, LF_UP, &n);
     }
+    const SSL *ssl = s->cc != NULL ? weir_xprt_tls_ssl(s->cc) : NULL;
+    if (ssl != NULL)
+        weir_tls_info(ssl, &r.tls_version, &r.tls_cipher, &r.tls_sni);
     char line[WEIR_ACCESS_LINE_MAX];
     int json = w->rt != NULL && w->rt->conf->log.format == WEIR_LOG_JSON;
     size_t n = weir_access_format(line, sizeof(line), json, w->clf_time, w->iso_time, &r);
@@ -242,6 +247,7 @@ void weir_x_reset(struct weir_session *s)
     if (x->rt != NULL)
         weir_rt_release(x->rt);
     free(x->up_proto);
+    free(x->location);
     free(x->reqcopy);
     free(x->reqmsg);
     free(x->host_copy);

@@ -7,7 +7,8 @@
  * whole check: connect, request, response) and, while a check runs, one
  * non-blocking bufferevent.
  *
- *   tcp:  the connect completing within the deadline is a pass.
+ *   tcp:  the connect completing within the deadline is a pass (for a TLS
+ *         pool: the connect and the TLS handshake, verification included).
  *   http: "METHOD path HTTP/1.1", Host (health.host or the server address),
  *         Connection: close, User-Agent: weir-health; the response head is
  *         parsed with weir_http_parse_response (interim 1xx skipped). When
@@ -16,11 +17,12 @@
  *         status alone decides and the connection is closed at once.
  *
  * The verdict goes to weir_health_check_done (health.c), which owns the
- * rise/fall counting. A check still running when the next period starts
- * (timeout_ms == interval_ms) counts as timed out. Settings are copied when
- * a check starts, so a reload never leaves a check reading a freed snapshot;
- * changed settings restart the schedule (weir_hcheck_apply), the counters in
- * the server's record are kept.
+ * rise/fall counting. A pool with tls checks over TLS with the pool's client
+ * context (same SNI, verification and client certificate as the traffic);
+ * a handshake or verification failure fails the check with its reason. A check still running when the next
+ * period starts (timeout_ms == interval_ms) counts as timed out. Settings are copied when a check starts, so
+ * a reload never leaves a check reading a freed snapshot; changed settings restart the schedule
+ * (weir_hcheck_apply), the counters in the server's record are kept.
  */
 #include "config.h"
 
@@ -33,10 +35,16 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "health_int.h"
 #include "weir/http_parse.h"
 #include "weir/log.h"
+#include "weir/runtime.h"
+#include "weir/tls.h"
 
 #define HC_HEAD_MAX (32 * 1024) /* response head bound */
 #define HC_BODY_MAX (64 * 1024) /* body bytes searched for expect_body */
@@ -50,6 +58,7 @@ struct weir_hcheck {
     struct event *deadline; /* timeout of the running check */
     struct bufferevent *bev;
     int phase; /* enum hc_phase */
+    int tls;   /* the running check speaks TLS */
     uint64_t rng;
 
     /* settings, copied from the pool's health group */
@@ -255,6 +264,24 @@ static void hc_event_cb(struct bufferevent *bev, short what, void *arg)
         c->phase = HC_HEAD;
         return;
     }
+    if (c->phase == HC_CONNECTING && c->tls) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+        if (vr != X509_V_OK)
+            snprintf(d, sizeof(d), "TLS handshake failed: certificate verify failed (%s)",
+                     X509_verify_cert_error_string(vr));
+        else if (e != 0)
+            snprintf(d, sizeof(d), "TLS handshake failed: %s", ERR_reason_error_string(e));
+        else if (err == ECONNREFUSED)
+            snprintf(d, sizeof(d), "connect refused");
+        else
+            snprintf(d, sizeof(d), "TLS handshake failed: %s", err ? strerror(err) : "closed");
+        while (bufferevent_get_openssl_error(bev) != 0) {
+        }
+        hc_finish(c, 0, 0, d);
+        return;
+    }
     if (c->phase == HC_CONNECTING) {
         if (err == ECONNREFUSED)
             snprintf(d, sizeof(d), "connect refused");
@@ -309,10 +336,34 @@ static void hc_start(struct weir_hcheck *c)
         hc_finish(c, 0, 0, d);
         return;
     }
-    c->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct weir_tls_client *tls = c->h->pool != NULL ? c->h->pool->tls : NULL;
+    c->tls = tls != NULL;
+    if (tls != NULL) {
+        char host[256];
+        const char *a = s->address, *e;
+        if (*a == '[')
+            e = strchr(++a, ']');
+        else
+            e = strrchr(a, ':');
+        size_t hl = e != NULL ? (size_t)(e - a) : strlen(a);
+        if (hl >= sizeof(host))
+            hl = sizeof(host) - 1;
+        memcpy(host, a, hl);
+        host[hl] = '\0';
+        SSL *ssl = weir_tls_client_ssl(tls, host, NULL);
+        c->bev = ssl != NULL ? bufferevent_openssl_socket_new(c->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                              BEV_OPT_CLOSE_ON_FREE)
+                             : NULL;
+        if (c->bev == NULL && ssl != NULL)
+            SSL_free(ssl);
+        if (c->bev != NULL)
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (c->bev == NULL) {
         close(fd);
-        hc_finish(c, 0, 0, "cannot create a socket");
+        hc_finish(c, 0, 0, tls != NULL ? "cannot create a TLS connection" : "cannot create a socket");
         return;
     }
     bufferevent_setcb(c->bev, hc_read_cb, NULL, hc_event_cb, c);

@@ -325,14 +325,20 @@ static void add_common(struct weir_sbuf *b, int status, const char *rid, int clo
     WEIR_SBUF_LIT(b, "\r\n");
 }
 
-int weir_http_build_local(struct weir_sbuf *b, int status, const char *detail, const char *rid, int close,
-                          int head_only, size_t *body_len)
+/* A local answer with an optional Location field (weir_http_build_local
+ * and weir_http_build_redirect). */
+static int build_local(struct weir_sbuf *b, int status, const char *location, const char *detail,
+                       const char *rid, int close, int head_only, size_t *body_len)
 {
     const char *reason = weir_http_reason(status);
     size_t dlen = detail != NULL ? strlen(detail) : 0;
     size_t blen = 4 + strlen(reason) + 1 + (detail != NULL ? dlen + 1 : 0);
     add_status_line(b, status);
     weir_sbuf_str(b, reason);
+    if (location != NULL) {
+        WEIR_SBUF_LIT(b, "\r\nLocation: ");
+        weir_sbuf_str(b, location);
+    }
     WEIR_SBUF_LIT(b, "\r\nServer: weir\r\nContent-Type: text/plain\r\nContent-Length: ");
     weir_sbuf_u64(b, blen);
     WEIR_SBUF_LIT(b, "\r\n");
@@ -351,6 +357,18 @@ int weir_http_build_local(struct weir_sbuf *b, int status, const char *detail, c
         *body_len = b->len - before;
     }
     return b->oom ? WEIR_ERROR : WEIR_OK;
+}
+
+int weir_http_build_local(struct weir_sbuf *b, int status, const char *detail, const char *rid, int close,
+                          int head_only, size_t *body_len)
+{
+    return build_local(b, status, NULL, detail, rid, close, head_only, body_len);
+}
+
+int weir_http_build_redirect(struct weir_sbuf *b, int status, const char *location, const char *rid,
+                             int close, int head_only, size_t *body_len)
+{
+    return build_local(b, status, location, location, rid, close, head_only, body_len);
 }
 
 int weir_http_build_answer_head(struct weir_sbuf *b, int status, const char *fields, size_t fields_len,

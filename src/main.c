@@ -113,33 +113,8 @@ static int same_listens(const struct weir_conf *a, const struct weir_conf *b)
 }
 
 /*
- * TLS keys are loaded and checked (conf_tls.c) and the contexts and the TLS
- * transport exist (tls.c, transport_tls.c), but the workers do not serve
- * them yet: until they do, a configuration that asks for TLS is refused
- * rather than served in plain text. Remove when worker.c / upstream.c use
- * weir_xprt_tls. Returns 0, or -1 with the reason logged.
- */
-static int tls_not_served_yet(const struct weir_conf *c)
-{
-    for (size_t i = 0; i < c->nlistens; i++) {
-        if (c->listens[i].tls.enabled || c->listens[i].redirect_https) {
-            weir_log_error("%s: listen[%zu] (%s): tls and redirect_https are not served by this build yet",
-                           c->file, i, c->listens[i].addr.text);
-            return -1;
-        }
-    }
-    for (size_t i = 0; i < c->npools; i++) {
-        if (c->pools[i].tls.enabled) {
-            weir_log_error("%s: pools[%zu] (%s): tls to backends is not served by this build yet", c->file, i,
-                           c->pools[i].name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/*
  * Reload the configuration from M.conf_path (SIGHUP, admin POST /reload).
+ * Every TLS certificate and key is read before anything changes.
  * Returns 0, or -1 with the "FILE:LINE: message" errors in errs (none when
  * weir is stopping or out of memory). The running configuration stays on
  * failure. Control thread.
@@ -155,7 +130,10 @@ static int reload_conf(void *arg, struct weir_conf_errors *errs)
         weir_log_error("reload refused: %zu error(s), the running configuration stays", errs->n);
         return -1;
     }
-    if (tls_not_served_yet(conf) != 0) {
+    struct weir_tls_set *tls = NULL;
+    if (weir_control_tls_build(conf, &tls, errs) != 0) {
+        for (size_t i = 0; i < errs->n; i++)
+            weir_log_error("%s", errs->msgs[i]);
         weir_log_error("reload refused: the running configuration stays");
         weir_conf_free(conf);
         return -1;
@@ -175,7 +153,7 @@ static int reload_conf(void *arg, struct weir_conf_errors *errs)
         (conf->admin.enabled && strcmp(conf->admin.addr.text, old->conf->admin.addr.text) != 0))
         weir_log_warn("reload: the admin address changed; it takes effect at the next restart");
     weir_rt_release(old);
-    if (weir_control_apply(conf) != WEIR_OK) {
+    if (weir_control_apply_tls(conf, tls) != WEIR_OK) {
         weir_log_error("reload refused: out of memory");
         return -1;
     }
@@ -274,10 +252,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < warns.n; i++)
         weir_log_warn("%s", warns.msgs[i]);
     weir_conf_errors_free(&warns);
-    if (tls_not_served_yet(conf) != 0) {
-        weir_conf_free(conf);
-        return 1;
-    }
     M.nworkers = conf->workers;
     if (weir_stats_init(M.nworkers) != 0) {
         weir_conf_free(conf);
@@ -295,7 +269,16 @@ int main(int argc, char **argv)
         return 1;
     }
     weir_control_init(M.nworkers);
-    if (weir_control_apply(conf) != WEIR_OK)
+    struct weir_tls_set *tls = NULL;
+    if (weir_control_tls_build(conf, &tls, &errs) != 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            weir_log_error("%s", errs.msgs[i]);
+        weir_log_error("%s: %zu error(s), not started", M.conf_path, errs.n);
+        weir_conf_errors_free(&errs);
+        weir_conf_free(conf);
+        return 1;
+    }
+    if (weir_control_apply_tls(conf, tls) != WEIR_OK)
         return 1;
     /* conf now belongs to the current snapshot, alive until the next change. */
     if (weir_dns_start(M.base) != 0 || weir_autoscaler_start(M.base) != 0)
@@ -376,6 +359,7 @@ out:
     event_base_free(M.base);
     weir_rt_publish(NULL); /* drop the last snapshot */
     weir_cache_shutdown();
+    weir_control_shutdown();
     weir_stats_shutdown();
     libevent_global_shutdown();
     return rc;

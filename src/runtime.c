@@ -9,6 +9,7 @@
 #include "weir/log.h"
 #include "weir/runtime.h"
 #include "weir/stats.h"
+#include "weir/tls.h"
 
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct weir_rt *current;
@@ -172,6 +173,7 @@ void weir_rt_release(struct weir_rt *rt)
         weir_stats_put(rt->routes[i].stats);
     free(rt->pools);
     free(rt->routes);
+    weir_tls_set_free(rt->tls);
     weir_conf_free(rt->conf);
     free(rt);
 }

@@ -8,7 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "session_int.h"
+#include "weir/https_redirect.h"
 #include "weir/http_msg.h"
 #include "weir/lb.h"
 #include "weir/log.h"
@@ -102,6 +106,37 @@ static int refuse(struct weir_session *s, int status, const char *detail, int cl
     return WEIR_ERROR;
 }
 
+/* The port HTTPS is served on: the first TLS listener's (443 when none). */
+static int https_port(const struct weir_conf *conf)
+{
+    for (size_t i = 0; i < conf->nlistens; i++) {
+        const struct sockaddr_storage *ss = &conf->listens[i].addr.ss;
+        if (!conf->listens[i].tls.enabled)
+            continue;
+        if (ss->ss_family == AF_INET)
+            return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+        if (ss->ss_family == AF_INET6)
+            return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    }
+    return 443;
+}
+
+/* redirect_https listener: 308 to the same host and target over https (the
+ * body, if any, is not read: the connection closes after the answer). */
+static int redirect_https(struct weir_session *s, const struct weir_http_msg *m, const struct weir_conf *conf,
+                          const char *host, size_t host_len)
+{
+    char loc[8192];
+    const char *t = m->target_form == WEIR_TARGET_ABSOLUTE ? m->path : m->target;
+    size_t tl = m->target_form == WEIR_TARGET_ABSOLUTE ? m->path_len : m->target_len;
+    int n = weir_https_location(loc, sizeof(loc), host, host_len, t, tl, https_port(conf));
+    if (n < 0)
+        return refuse(s, 400, "no valid Host to redirect to", 1);
+    if ((s->x->location = strndup(loc, (size_t)n)) == NULL)
+        return refuse(s, 500, NULL, 1);
+    return refuse(s, 308, NULL, !s->x->req_done);
+}
+
 /* A complete, valid request head is at the front of the client input. */
 static int route(struct weir_session *s, struct weir_http_msg *m, const char *p)
 {
@@ -148,6 +183,9 @@ static int route(struct weir_session *s, struct weir_http_msg *m, const char *p)
 
     if (m->method_id == WEIR_HTTP_CONNECT)
         return refuse(s, 405, "CONNECT is not supported by this reverse proxy", 1);
+    const struct weir_conf *conf = s->x->rt->conf;
+    if (s->listener < conf->nlistens && conf->listens[s->listener].redirect_https)
+        return redirect_https(s, m, conf, hraw, hraw_len);
     char host[256];
     int hl = normalize_host(hraw, hraw_len, host, sizeof(host));
     if (hl < 0)

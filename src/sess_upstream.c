@@ -12,6 +12,7 @@
 #include "weir/health.h"
 #include "weir/log.h"
 #include "weir/stats.h"
+#include "weir/transport_tls.h"
 #include "weir/upstream.h"
 
 /* A non-idempotent request only goes on a kept-alive connection this fresh:
@@ -68,7 +69,7 @@ int weir_sup_start(struct weir_session *s, weir_conn_handler h)
         s->x->tried[s->x->ntried++] = srv;
         struct weir_upconn *c = NULL;
         if (!s->x->fresh_retry)
-            c = weir_up_take_idle(w, srv, s->x->idempotent ? 0 : NONIDEM_MAX_IDLE_US);
+            c = weir_up_take_idle(w, srv, s->x->idempotent ? 0 : NONIDEM_MAX_IDLE_US, pool->tls);
         if (c != NULL) {
             s->x->up = c;
             weir_stats_gauge_add(w->id, WEIR_G_UP_ACTIVE, 1);
@@ -77,7 +78,7 @@ int weir_sup_start(struct weir_session *s, weir_conn_handler h)
             weir_sup_ready(s);
             return WEIR_OK;
         }
-        c = weir_up_connect(w, srv, h, s);
+        c = weir_up_connect(w, srv, pool->tls, h, s);
         if (c != NULL) {
             s->x->up = c;
             weir_stats_gauge_add(w->id, WEIR_G_UP_ACTIVE, 1);
@@ -185,9 +186,18 @@ int weir_sup_failed(struct weir_session *s, int ev, weir_conn_handler h)
     const char *why = timeout ? (s->x->up_ready ? "timeout" : "connect timeout")
                               : (s->x->up_ready ? "connection reset before response" : "connect failed");
     int err = s->x->up != NULL ? s->x->up->conn->err : 0;
+    /* A TLS failure (verification, handshake) says why. */
+    const char *tls_why = s->x->up != NULL ? weir_xprt_tls_error(s->x->up->conn) : "";
+    if (tls_why[0] != '\0' && !s->x->up_ready)
+        why = "TLS handshake failed";
     if (!s->x->up_ready || !s->x->resp_started)
         weir_log_warn("pool %s server %s: %s%s%s", s->x->pool->name, srv->address, why,
-                      err && !timeout ? ": " : "", err && !timeout ? strerror(err) : "");
+                      tls_why[0] != '\0' ? ": "
+                      : err && !timeout  ? ": "
+                                         : "",
+                      tls_why[0] != '\0' ? tls_why
+                      : err && !timeout  ? strerror(err)
+                                         : "");
     int stale = s->x->up_reused && !s->x->fresh_retry && !s->x->resp_started && !timeout;
     /* A kept-alive connection the server closed while idle is not the
      * server's fault: no passive-health failure for it. */

@@ -26,6 +26,8 @@
 #include "weir/session.h"
 #include "weir/upstream.h"
 #include "weir/stats.h"
+#include "weir/tls.h"
+#include "weir/transport_tls.h"
 
 static const struct weir_req_hook *hooks[WEIR_EXCHANGE_MAX_HOOKS];
 static int nhooks;
@@ -159,8 +161,12 @@ static void answer_local(struct weir_session *s)
         s->close_after = 1;
     struct weir_sbuf b = {0};
     size_t body_len = 0;
-    if (weir_http_build_local(&b, s->x->answer, s->x->detail, s->x->rid, s->close_after || !s->x->req_done,
-                              s->x->method_id == WEIR_HTTP_HEAD, &body_len) == WEIR_OK)
+    int close = s->close_after || !s->x->req_done, head_only = s->x->method_id == WEIR_HTTP_HEAD;
+    int rc = s->x->location != NULL ? weir_http_build_redirect(&b, s->x->answer, s->x->location, s->x->rid,
+                                                               close, head_only, &body_len)
+                                    : weir_http_build_local(&b, s->x->answer, s->x->detail, s->x->rid, close,
+                                                            head_only, &body_len);
+    if (rc == WEIR_OK)
         evbuffer_add(s->cc->out, b.p, b.len);
     weir_sbuf_free(&b);
     s->x->bytes_out = body_len;
@@ -409,6 +415,12 @@ static void client_cb(struct weir_conn *c, int ev, void *arg)
 {
     struct weir_session *s = arg;
     enter(s);
+    if (s->handshaking && ev == WEIR_CONN_READ) {
+        /* The handshake is done and the first bytes of a request came:
+         * from now on the request head's timeout. */
+        s->handshaking = 0;
+        arm_idle(s);
+    }
     switch (ev) {
     case WEIR_CONN_READ:
     case WEIR_CONN_WRITE:
@@ -436,6 +448,8 @@ static void client_cb(struct weir_conn *c, int ev, void *arg)
          * 499 is only for clients that left. A head timeout closes
          * quietly. */
         if (s->state == S_IDLE || s->state == S_HEAD) {
+            if (s->handshaking)
+                weir_xprt_tls_timed_out(s->cc);
             session_kill(s);
         } else if ((s->state == S_UPSTREAM || s->state == S_HOOK) && !s->x->resp_sent) {
             weir_log_debug("client %s: request body timeout", s->peer);
@@ -597,11 +611,40 @@ static void drop_xprt(const struct weir_xprt_ops *xprt, void *xprt_ctx, evutil_s
     }
 }
 
+static void accept_common(struct weir_worker *w, size_t listener, evutil_socket_t fd,
+                          const struct sockaddr *sa, const struct weir_xprt_ops *xprt, void *xprt_ctx,
+                          int handshake_ms);
+
 void weir_session_accept_xprt(struct weir_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
                               const struct weir_xprt_ops *xprt, void *xprt_ctx)
 {
-    long limit = w->rt->conf->limits.max_connections;
     (void)salen;
+    accept_common(w, 255, fd, sa, xprt, xprt_ctx, 0); /* no listener: no redirect */
+}
+
+void weir_session_accept_on(struct weir_worker *w, size_t listener, evutil_socket_t fd,
+                            const struct sockaddr *sa, int salen)
+{
+    const struct weir_tls_set *set = w->rt->tls;
+    struct weir_tls_server *ts = set != NULL && listener < set->nservers ? set->servers[listener] : NULL;
+    (void)salen;
+    if (ts == NULL) {
+        accept_common(w, listener, fd, sa, &weir_xprt_plain, NULL, 0);
+        return;
+    }
+    void *x = weir_xprt_tls_server_new(ts);
+    if (x == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    accept_common(w, listener, fd, sa, &weir_xprt_tls, x, weir_tls_server_handshake_timeout_ms(ts));
+}
+
+static void accept_common(struct weir_worker *w, size_t listener, evutil_socket_t fd,
+                          const struct sockaddr *sa, const struct weir_xprt_ops *xprt, void *xprt_ctx,
+                          int handshake_ms)
+{
+    long limit = w->rt->conf->limits.max_connections;
     if (w->draining) {
         drop_xprt(xprt, xprt_ctx, fd);
         evutil_closesocket(fd);
@@ -630,6 +673,7 @@ void weir_session_accept_xprt(struct weir_worker *w, evutil_socket_t fd, const s
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     s->w = w;
+    s->listener = (uint8_t)(listener < 255 ? listener : 255);
     peer_text(sa, s->peer, sizeof(s->peer));
     s->peer_len = (uint8_t)strlen(s->peer);
     s->state = S_IDLE;
@@ -640,7 +684,16 @@ void weir_session_accept_xprt(struct weir_worker *w, evutil_socket_t fd, const s
     s->cc->wr_lowat = WEIR_S_LWM;
     s->cc->rd_max = weir_x_read_hwm(w->rt);
     s->cc->reading = 1;
-    arm_idle(s);
+    if (handshake_ms > 0) {
+        /* A client that sends nothing of its handshake is closed after the
+         * handshake timeout (the transport bounds one that trickles). */
+        s->handshaking = 1;
+        s->hs_tv.tv_sec = handshake_ms / 1000;
+        s->hs_tv.tv_usec = (handshake_ms % 1000) * 1000;
+        weir_conn_set_timeouts(s->cc, &s->hs_tv, &s->hs_tv);
+    } else {
+        arm_idle(s);
+    }
     if (weir_conn_start(s->cc) != WEIR_OK)
         session_kill(s);
 }

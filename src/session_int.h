@@ -93,12 +93,15 @@ struct weir_session {
     unsigned peer_eof : 1;         /* the client half-closed: answer what it sent, then close */
     unsigned linger : 1;           /* close lingering: the client may still be sending */
     unsigned lingering : 1;        /* our side is shut; reading and dropping input */
+    unsigned handshaking : 1;      /* TLS: no byte of plaintext yet (handshake timeout armed) */
     uint32_t linger_bytes;         /* input dropped while lingering */
     uint32_t scan_pos, scan_lines; /* request head resume point */
     unsigned nreq;
     int gauge; /* the client gauge this session is counted in, or -1 */
     uint8_t peer_len;
-    char peer[46]; /* INET6_ADDRSTRLEN */
+    uint8_t listener;     /* index of the listen address it came in on */
+    char peer[46];        /* INET6_ADDRSTRLEN */
+    struct timeval hs_tv; /* TLS handshake timeout (the conn points to it) */
 };
 
 /* The state of one exchange (request and response). */
@@ -139,6 +142,7 @@ struct weir_xstate {
     int answer;       /* status to answer; 0: abort the connection */
     int answer_close; /* close the connection after the answer */
     const char *detail;
+    char *location; /* Location of a local 308 answer (redirect_https), malloc'd */
 
     /* hooks and filters */
     void *hook_data[WEIR_EXCHANGE_MAX_HOOKS];

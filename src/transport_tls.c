@@ -84,6 +84,14 @@ SSL *weir_xprt_tls_ssl(const struct weir_conn *c)
     return t != NULL ? t->ssl : NULL;
 }
 
+void weir_xprt_tls_timed_out(struct weir_conn *c)
+{
+    struct tls_conn *t = state_of(c);
+
+    if (t != NULL && !t->hs_done)
+        t->deadline_us = 0; /* counted as "timeout" when the conn goes */
+}
+
 const char *weir_xprt_tls_error(const struct weir_conn *c)
 {
     struct tls_conn *t = state_of(c);

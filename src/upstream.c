@@ -4,11 +4,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/buffer.h>
 
 #include "weir/log.h"
 #include "weir/stats.h"
+#include "weir/transport_tls.h"
 #include "weir/upstream.h"
 #include "weir/worker.h"
 
@@ -52,30 +54,69 @@ static void idle_cb(struct weir_conn *conn, int ev, void *arg)
     weir_up_close(c);
 }
 
-struct weir_upconn *weir_up_take_idle(struct weir_worker *w, struct weir_server *s, uint64_t max_idle_us)
+struct weir_upconn *weir_up_take_idle(struct weir_worker *w, struct weir_server *s, uint64_t max_idle_us,
+                                      const struct weir_tls_client *tls)
 {
     struct weir_server_idle *si = s->idle[w->id];
+    struct weir_upconn *c;
+    /* Connections of another TLS context (an earlier configuration, or the
+     * server in a pool configured otherwise) are never reused: closed. The
+     * newest idle first; the list is at most upstream_idle_per_server long. */
+    while (si != NULL && (c = TAILQ_FIRST(&si->list)) != NULL && c->tls != tls) {
+        unlink_idle(c);
+        weir_up_close(c);
+    }
     if (si == NULL || si->n == 0)
         return NULL;
-    struct weir_upconn *c = TAILQ_FIRST(&si->list);
+    c = TAILQ_FIRST(&si->list);
     if (max_idle_us != 0 && weir_now_us() - c->idle_since_us > max_idle_us)
         return NULL;
     unlink_idle(c);
     return c;
 }
 
-struct weir_upconn *weir_up_connect(struct weir_worker *w, struct weir_server *s, weir_conn_handler h,
-                                    void *ctx)
+/* The host part of "host:port" / "[v6]:port" into buf. */
+static void host_of(const char *address, char *buf, size_t n)
+{
+    const char *p = address, *e;
+    if (*p == '[') {
+        p++;
+        e = strchr(p, ']');
+    } else {
+        e = strrchr(p, ':');
+    }
+    size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
+    if (len >= n)
+        len = n - 1;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+}
+
+struct weir_upconn *weir_up_connect(struct weir_worker *w, struct weir_server *s, struct weir_tls_client *tls,
+                                    weir_conn_handler h, void *ctx)
 {
     struct weir_upconn *c = calloc(1, sizeof(*c));
+    void *x = NULL;
     if (c == NULL)
         return NULL;
+    if (tls != NULL) {
+        char host[256];
+        host_of(s->address, host, sizeof(host));
+        /* The handshake shares the connect timeout's deadline. */
+        x = weir_xprt_tls_client_new(tls, host, s->address, w->rt->conf->timeouts.connect_ms);
+        if (x == NULL) {
+            free(c);
+            return NULL;
+        }
+    }
     c->conn = weir_conn_connect(w->base, (const struct sockaddr *)&s->addr, (socklen_t)s->addrlen,
-                                &weir_xprt_plain, NULL, w->tv_connect, h, ctx);
+                                x != NULL ? &weir_xprt_tls : &weir_xprt_plain, x, w->tv_connect, h, ctx);
     if (c->conn == NULL) {
+        weir_xprt_tls_free(x);
         free(c);
         return NULL;
     }
+    c->tls = tls;
     c->w = w;
     c->server = s;
     weir_server_retain(s);

@@ -108,8 +108,11 @@ static void update_clock(struct weir_worker *w)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     struct weir_worker *w = arg;
+    size_t idx = 0;
+    while (idx < w->nlisteners && w->listeners[idx] != l)
+        idx++;
     weir_worker_sync_rt(w);
-    weir_session_accept(w, fd, sa, salen);
+    weir_session_accept_on(w, idx, fd, sa, salen);
 }
 
 /* Out of descriptors: every listener of this worker pauses (accept_guard.h)

@@ -40,6 +40,13 @@ struct weir_access_rec {
     double upstream_s;    /* time to the response head, < 0 when none */
     double total_s;
     int tries;
+    /* TLS connections only (NULL for plain HTTP): protocol ("TLSv1.3"),
+     * cipher and the SNI the client sent (NULL: none). Combined format: "
+     * tls=V cipher=C sni=S" after rid ("-" for no SNI); JSON: "tls_version",
+     * "tls_cipher", "tls_sni" (null for no SNI) after request_id. */
+    const char *tls_version;
+    const char *tls_cipher;
+    const char *tls_sni;
 };
 
 /* Largest line the formatter produces (client fields are cut to fit). */

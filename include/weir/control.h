@@ -42,6 +42,38 @@ void weir_control_set_workers(struct weir_worker *const *workers, int n);
  */
 int weir_control_apply(struct weir_conf *conf);
 
+/* Listener indexes with TLS counters (more listen addresses than this
+ * cannot have TLS). */
+#define WEIR_CONTROL_MAX_LISTENS 64
+
+struct weir_tls_set;
+struct weir_tls_counters;
+
+/*
+ * Build the TLS contexts of conf (certificates and keys read now) with the
+ * process's ticket keys and counters. *out = NULL and 0 when nothing in
+ * conf is TLS. Returns 0, or -1 with "FILE:LINE: message" errors in errs.
+ * Control thread.
+ */
+int weir_control_tls_build(const struct weir_conf *conf, struct weir_tls_set **out,
+                           struct weir_conf_errors *errs);
+
+/*
+ * weir_control_apply with the TLS contexts built beforehand (start-up and
+ * reload from file, which refuse a bad certificate before anything changes).
+ * Both are consumed. weir_control_apply itself (runtime API changes) shares
+ * the current snapshot's contexts when its listeners and pools are the
+ * same ones, else builds them (a failure keeps the running snapshot).
+ */
+int weir_control_apply_tls(struct weir_conf *conf, struct weir_tls_set *tls);
+
+/* The TLS counters of listener index i (process lifetime), NULL past the
+ * limit. Any thread (atomics). */
+const struct weir_tls_counters *weir_control_tls_counters(size_t i);
+
+/* Free the ticket keys (after the last snapshot is gone). */
+void weir_control_shutdown(void);
+
 /* Post signals (enum weir_wsig) to every worker. Control thread. */
 void weir_control_signal_workers(unsigned sigs);
 

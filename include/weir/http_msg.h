@@ -109,6 +109,14 @@ int weir_http_build_local(struct weir_sbuf *b, int status, const char *detail, c
                           int head_only, size_t *body_len);
 
 /*
+ * Append to b a redirect weir gives itself (redirect_https: 308): as
+ * weir_http_build_local, plus "Location: location" (a valid URI, written as
+ * is); the body is "<status> <reason>\n<location>\n".
+ */
+int weir_http_build_redirect(struct weir_sbuf *b, int status, const char *location, const char *rid,
+                             int close, int head_only, size_t *body_len);
+
+/*
  * Append to b the head of an answer whose body another module holds (the
  * cache): status line, the caller's fields `fields` (complete "Name: value\r\n"
  * lines, no framing or connection fields), Content-Length: body_len (not for

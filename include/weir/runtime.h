@@ -21,6 +21,9 @@
 #include "weir/conf.h"
 #include "weir/lb.h"
 
+struct weir_tls_set;
+struct weir_tls_client;
+
 struct weir_pool {
     const struct weir_conf_pool *conf; /* points into the snapshot's conf */
     const char *name;
@@ -28,6 +31,7 @@ struct weir_pool {
     struct weir_server_set set;       /* retained servers */
     void *lb_state[WEIR_MAX_WORKERS]; /* one per worker, [0..nworkers) */
     void *stats;                      /* struct weir_stats of this pool (registry-owned) */
+    struct weir_tls_client *tls; /* client context (pools[].tls), in the snapshot's TLS set; NULL: plain */
 };
 
 enum weir_route_host { WEIR_ROUTE_ANY = 0, WEIR_ROUTE_EXACT, WEIR_ROUTE_SUFFIX };
@@ -52,6 +56,12 @@ struct weir_rt {
     size_t npools;
     struct weir_route *routes;
     size_t nroutes;
+    /* TLS contexts of this configuration (owned; NULL when nothing is TLS):
+     * servers[listener] for accepted connections, clients[pool] (also in
+     * pools[i].tls). A connection keeps the contexts it started with after
+     * the snapshot goes (tls.h: SSLs hold references). Set by
+     * weir_control_apply before publishing. */
+    struct weir_tls_set *tls;
 };
 
 /*

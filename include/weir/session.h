@@ -20,6 +20,16 @@ struct weir_xprt_ops;
 /* Take over an accepted client socket (plain TCP). Closes fd on failure. */
 void weir_session_accept(struct weir_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
 
+/*
+ * Take over a socket accepted on listener `listener` (index into the
+ * configuration's listen list): a TLS listener's connection gets the TLS
+ * transport with the current snapshot's contexts (handshake within the
+ * listener's handshake_timeout_ms), a redirect_https listener's requests
+ * are answered 308. Closes fd on failure.
+ */
+void weir_session_accept_on(struct weir_worker *w, size_t listener, evutil_socket_t fd,
+                            const struct sockaddr *sa, int salen);
+
 /* The same over another transport (transport.h), e.g. TLS: xprt_ctx is the
  * transport's per-connection state (an SSL *), owned by the connection from
  * here on (its ops->close frees it, also when this call fails). A request

@@ -1,6 +1,6 @@
 /*
  * transport.h - a connection (socket, its events, its buffers, its timeouts)
- * and the transport under it (plain TCP now, TLS next), as nginx's
+ * and the transport under it (plain TCP, or TLS: transport_tls.h), as nginx's
  * c->recv/c->send and HAProxy's xprt.
  *
  * A struct weir_conn owns one socket, two events (read and write readiness,

@@ -74,6 +74,12 @@ void weir_xprt_tls_free(void *xprt_ctx);
  * weir_tls_info() in the access log. */
 SSL *weir_xprt_tls_ssl(const struct weir_conn *c);
 
+/* The owner's handshake timer fired (the conn's read timeout, which the
+ * event loop's cached clock may run a little ahead of the deadline): a
+ * handshake not done counts as "timeout" when the conn is freed. No-op for
+ * another transport or a finished handshake. */
+void weir_xprt_tls_timed_out(struct weir_conn *c);
+
 /* Why the last handshake or I/O of c failed, for a log line ("certificate
  * verify failed (hostname mismatch)", "timeout"...); "" when it did not
  * fail or the conn is not TLS. */

@@ -19,6 +19,7 @@
 #include "weir/server.h"
 
 struct weir_worker;
+struct weir_tls_client;
 
 struct weir_upconn {
     struct weir_conn *conn;
@@ -29,6 +30,13 @@ struct weir_upconn {
     uint64_t idle_since_us;
     unsigned nreq; /* requests this connection has carried */
     int connected; /* the TCP connect completed */
+    /* The TLS client context it was made with (NULL: plain). A kept-alive
+     * connection is only reused by a request whose pool has the same context,
+     * that is the same pool configuration (server_name, verification,
+     * client certificate) and the same server: a context of another pool or
+     * of an earlier configuration never gets it. The SSL holds a reference,
+     * so the pointer stays unique while the connection lives. */
+    const struct weir_tls_client *tls;
 };
 
 struct weir_server_idle {
@@ -39,15 +47,16 @@ struct weir_server_idle {
 /* Take the most recently idled connection to `s` that has been idle for at
  * most max_idle_us (0 = any age), or NULL. The caller sets the conn's
  * handler and timeouts (weir_conn_set_handler/_set_timeouts). */
-struct weir_upconn *weir_up_take_idle(struct weir_worker *w, struct weir_server *s, uint64_t max_idle_us);
+struct weir_upconn *weir_up_take_idle(struct weir_worker *w, struct weir_server *s, uint64_t max_idle_us,
+                                      const struct weir_tls_client *tls);
 
 /* Start a non-blocking connect to `s` (socket SOCK_NONBLOCK|SOCK_CLOEXEC,
  * TCP_NODELAY; timeouts.connect_ms). The handler (with ctx) gets
  * WEIR_CONN_CONNECTED, or WEIR_CONN_ERROR / WEIR_CONN_TIMEOUT_W, from the
  * event loop, also for a connect that failed at once. Returns NULL when no
  * socket could be created (treated as a connect failure). */
-struct weir_upconn *weir_up_connect(struct weir_worker *w, struct weir_server *s, weir_conn_handler h,
-                                    void *ctx);
+struct weir_upconn *weir_up_connect(struct weir_worker *w, struct weir_server *s, struct weir_tls_client *tls,
+                                    weir_conn_handler h, void *ctx);
 
 /* Park a connection whose last exchange ended cleanly; closes it instead
  * when the pool is full or the worker is draining. */

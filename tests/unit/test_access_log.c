@@ -43,6 +43,36 @@ static struct weir_access_rec rec(void)
     return r;
 }
 
+static void test_tls_fields(void **st)
+{
+    (void)st;
+    struct weir_access_rec r = rec();
+    char line[WEIR_ACCESS_LINE_MAX];
+    r.tls_version = "TLSv1.3";
+    r.tls_cipher = "TLS_AES_128_GCM_SHA256";
+    r.tls_sni = "a\"b.test"; /* a client-chosen name is escaped */
+    size_t n = weir_access_format(line, sizeof(line), 0, CLF, ISO, &r);
+    line[n] = '\0';
+    assert_non_null(strstr(line, " rid=rid1 tls=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256 sni=a\\x22b.test\n"));
+    n = weir_access_format(line, sizeof(line), 1, CLF, ISO, &r);
+    line[n] = '\0';
+    assert_non_null(strstr(line, "\"request_id\":\"rid1\",\"tls_version\":\"TLSv1.3\","
+                                 "\"tls_cipher\":\"TLS_AES_128_GCM_SHA256\",\"tls_sni\":\"a\\\"b.test\"}\n"));
+    /* no SNI */
+    r.tls_sni = NULL;
+    n = weir_access_format(line, sizeof(line), 0, CLF, ISO, &r);
+    line[n] = '\0';
+    assert_non_null(strstr(line, " sni=-\n"));
+    n = weir_access_format(line, sizeof(line), 1, CLF, ISO, &r);
+    line[n] = '\0';
+    assert_non_null(strstr(line, "\"tls_sni\":null}\n"));
+    /* plain: no TLS field at all */
+    r.tls_version = NULL;
+    n = weir_access_format(line, sizeof(line), 1, CLF, ISO, &r);
+    line[n] = '\0';
+    assert_null(strstr(line, "tls_"));
+}
+
 static void test_escape_json(void **st)
 {
     (void)st;
@@ -153,7 +183,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_json),      cmocka_unit_test(test_escape_clf),
         cmocka_unit_test(test_json_forged_keys), cmocka_unit_test(test_combined),
-        cmocka_unit_test(test_long_fields_fit),
+        cmocka_unit_test(test_long_fields_fit),  cmocka_unit_test(test_tls_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -253,6 +253,34 @@ static void test_local(void **st)
     weir_sbuf_free(&b);
 }
 
+static void test_redirect(void **st)
+{
+    (void)st;
+    struct weir_sbuf b = {0};
+    size_t blen;
+    const char *loc = "https://example.com:8443/a?b=c";
+    assert_int_equal(weir_http_build_redirect(&b, 308, loc, "id1", 0, 0, &blen), WEIR_OK);
+    char body[128], want[512];
+    snprintf(body, sizeof(body), "308 Permanent Redirect\n%s\n", loc);
+    assert_int_equal(blen, strlen(body));
+    snprintf(want, sizeof(want),
+             "HTTP/1.1 308 Permanent Redirect\r\nLocation: %s\r\nServer: weir\r\nContent-Type: text/plain\r\n"
+             "Content-Length: %zu\r\nX-Request-Id: id1\r\n\r\n%s",
+             loc, strlen(body), body);
+    assert_sbuf(&b, want);
+    weir_sbuf_free(&b);
+
+    /* HEAD: the head only; close adds Connection: close */
+    assert_int_equal(weir_http_build_redirect(&b, 308, loc, "", 1, 1, &blen), WEIR_OK);
+    assert_int_equal(blen, 0);
+    snprintf(want, sizeof(want),
+             "HTTP/1.1 308 Permanent Redirect\r\nLocation: %s\r\nServer: weir\r\nContent-Type: text/plain\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+             loc, strlen(body));
+    assert_sbuf(&b, want);
+    weir_sbuf_free(&b);
+}
+
 static void test_answer_head(void **st)
 {
     (void)st;
@@ -273,7 +301,7 @@ int main(void)
         cmocka_unit_test(test_reasons),       cmocka_unit_test(test_sbuf),
         cmocka_unit_test(test_upstream_head), cmocka_unit_test(test_upstream_head_absolute_and_rid),
         cmocka_unit_test(test_response_head), cmocka_unit_test(test_local),
-        cmocka_unit_test(test_answer_head),
+        cmocka_unit_test(test_redirect),      cmocka_unit_test(test_answer_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
