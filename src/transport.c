@@ -15,8 +15,42 @@
 
 /* ---- the plain transport ---- */
 
+/* Small reads land here first and are copied into the conn's buffer (see
+ * plain_recv). One per thread: the workers each have their own. */
+static __thread char recv_scratch[WEIR_CONN_READ_SIZE];
+
 static ssize_t plain_recv(struct weir_conn *c, struct evbuffer *in, size_t max)
 {
+    /* Unless the last read filled its buffer (bulk data: read in place,
+     * no copy), read into the thread's scratch buffer and append what came:
+     * reserving WEIR_CONN_READ_SIZE in an evbuffer mallocs a 16 KiB chunk
+     * that a 200-byte request or response head leaves nearly empty and
+     * frees when drained, and with a small head evbuffer_add takes a
+     * small chunk instead (callgrind: -~1,000 of ~14,500 instructions per
+     * proxied request). */
+    if (c->last_read < WEIR_CONN_READ_SIZE / 2) {
+        if (max > sizeof(recv_scratch))
+            max = sizeof(recv_scratch);
+        ssize_t n;
+        do
+            n = recv(c->fd, recv_scratch, max, 0);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            if (evbuffer_add(in, recv_scratch, (size_t)n) != 0) {
+                c->err = ENOMEM;
+                return WEIR_ERROR;
+            }
+            return n;
+        }
+        if (n == 0)
+            return 0;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->want = WEIR_WANT_READ;
+            return WEIR_AGAIN;
+        }
+        c->err = errno;
+        return WEIR_ERROR;
+    }
     /* Two vectors: the free tail of the last chunk, then a new one, so a
      * short read does not strand half a chunk. */
     struct evbuffer_iovec v[2];
