@@ -26,11 +26,19 @@ static int is_idempotent(int m)
 static void make_request_id(struct weir_session *s)
 {
     static const char hex[] = "0123456789abcdef";
+    /* The first half (salt and worker) only changes with the worker: kept
+     * in hex per thread. */
+    static __thread uint64_t pre_key;
+    static __thread char pre[16];
     struct weir_worker *w = s->w;
     uint64_t a = ((uint64_t)w->rid_salt << 32) | (uint32_t)w->id;
+    if (pre_key != a || pre[0] == '\0') {
+        for (int i = 0; i < 16; i++)
+            pre[i] = hex[(a >> (60 - 4 * i)) & 15];
+        pre_key = a;
+    }
     uint64_t b = ++w->rid_seq;
-    for (int i = 0; i < 16; i++)
-        s->x->rid[i] = hex[(a >> (60 - 4 * i)) & 15];
+    memcpy(s->x->rid, pre, 16);
     for (int i = 0; i < 16; i++)
         s->x->rid[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
     s->x->rid[32] = '\0';

@@ -201,16 +201,25 @@ static void hdr_timeout_cb(evutil_socket_t fd, short what, void *arg)
 /* A request begins: its exchange state. Returns WEIR_OK or WEIR_ERROR. */
 static int start_head(struct weir_session *s)
 {
-    struct weir_worker *w = s->w;
     if (weir_x_begin(s) != WEIR_OK)
         return WEIR_ERROR;
-    evtimer_assign(&s->x->timer, w->base, hdr_timeout_cb, s);
     s->state = S_HEAD;
     weir_x_set_gauge(s, WEIR_G_CLIENT_ACTIVE);
     s->x->t_start = weir_now_us();
-    evtimer_add(&s->x->timer, w->tv_header);
-    s->x->timer_on = 1;
     return WEIR_OK;
+}
+
+/* The head is incomplete: client_header_ms runs. Armed only then, in the
+ * same callback as start_head (so from the same moment): a head that came
+ * whole, nearly every one, costs no timer add and delete (callgrind: ~600
+ * instructions per request). */
+static void arm_head_timer(struct weir_session *s)
+{
+    if (s->x->timer_on)
+        return;
+    evtimer_assign(&s->x->timer, s->w->base, hdr_timeout_cb, s);
+    evtimer_add(&s->x->timer, s->w->tv_header);
+    s->x->timer_on = 1;
 }
 
 static int run_hooks(struct weir_session *s)
@@ -338,6 +347,7 @@ static void session_run(struct weir_session *s)
         case S_HEAD:
             switch (weir_sreq_head(s)) {
             case WEIR_AGAIN:
+                arm_head_timer(s);
                 goto out;
             case WEIR_DONE:
                 session_kill(s);

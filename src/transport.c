@@ -15,8 +15,42 @@
 
 /* ---- the plain transport ---- */
 
+/* Small reads land here first and are copied into the conn's buffer (see
+ * plain_recv). One per thread: the workers each have their own. */
+static __thread char recv_scratch[WEIR_CONN_READ_SIZE];
+
 static ssize_t plain_recv(struct weir_conn *c, struct evbuffer *in, size_t max)
 {
+    /* Unless the last read filled its buffer (bulk data: read in place,
+     * no copy), read into the thread's scratch buffer and append what came:
+     * reserving WEIR_CONN_READ_SIZE in an evbuffer mallocs a 16 KiB chunk
+     * that a 200-byte request or response head leaves nearly empty and
+     * frees when drained, and with a small head evbuffer_add takes a
+     * small chunk instead (callgrind: -~1,000 of ~14,500 instructions per
+     * proxied request). */
+    if (c->last_read < WEIR_CONN_READ_SIZE / 2) {
+        if (max > sizeof(recv_scratch))
+            max = sizeof(recv_scratch);
+        ssize_t n;
+        do
+            n = recv(c->fd, recv_scratch, max, 0);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            if (evbuffer_add(in, recv_scratch, (size_t)n) != 0) {
+                c->err = ENOMEM;
+                return WEIR_ERROR;
+            }
+            return n;
+        }
+        if (n == 0)
+            return 0;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->want = WEIR_WANT_READ;
+            return WEIR_AGAIN;
+        }
+        c->err = errno;
+        return WEIR_ERROR;
+    }
     /* Two vectors: the free tail of the last chunk, then a new one, so a
      * short read does not strand half a chunk. */
     struct evbuffer_iovec v[2];
@@ -35,7 +69,8 @@ static ssize_t plain_recv(struct weir_conn *c, struct evbuffer *in, size_t max)
     }
     ssize_t n;
     do
-        n = k == 1 ? read(c->fd, iov[0].iov_base, iov[0].iov_len) : readv(c->fd, iov, k);
+        n = k == 1 ? recv(c->fd, iov[0].iov_base, iov[0].iov_len, 0)
+                   : recvmsg(c->fd, &(struct msghdr){.msg_iov = iov, .msg_iovlen = (size_t)k}, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         size_t got = (size_t)n;
@@ -57,15 +92,33 @@ static ssize_t plain_recv(struct weir_conn *c, struct evbuffer *in, size_t max)
     return WEIR_ERROR;
 }
 
+/* Up to this many evbuffer chunks go out in one sendmsg. */
+#define PLAIN_SEND_IOV 16
+
 static ssize_t plain_send(struct weir_conn *c, struct evbuffer *out)
 {
-    size_t len = evbuffer_get_length(out);
-    int n;
-    do
-        n = evbuffer_write(out, c->fd);
-    while (n < 0 && errno == EINTR);
+    /* send/sendmsg rather than evbuffer_write's writev: the socket calls
+     * skip the VFS layer (permission and fsnotify hooks) that read/writev
+     * go through on every call, as HAProxy's recv/send do. */
+    struct evbuffer_iovec v[PLAIN_SEND_IOV];
+    int nv = evbuffer_peek(out, -1, NULL, v, PLAIN_SEND_IOV);
+    if (nv > PLAIN_SEND_IOV)
+        nv = PLAIN_SEND_IOV;
+    size_t len = 0;
+    for (int i = 0; i < nv; i++)
+        len += v[i].iov_len;
+    ssize_t n;
+    do {
+        if (nv == 1) {
+            n = send(c->fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL);
+        } else {
+            struct msghdr mh = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)nv};
+            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        }
+    } while (n < 0 && errno == EINTR);
     if (n > 0) {
-        /* A short writev means the socket buffer is full. */
+        evbuffer_drain(out, (size_t)n);
+        /* A short send means the socket buffer is full. */
         c->want = (size_t)n < len ? WEIR_WANT_WRITE : 0;
         return n;
     }

@@ -117,7 +117,7 @@ struct weir_xprt_ops {
     void (*close)(struct weir_conn *c);
 };
 
-/* The plain TCP transport (read(2)/writev(2) style; no handshake). */
+/* The plain TCP transport (recv(2)/sendmsg(2); no handshake). */
 extern const struct weir_xprt_ops weir_xprt_plain;
 
 /* Events passed to the owner's handler (one per call). */

@@ -252,12 +252,65 @@ static void test_backend_socket_options(void **st)
     event_base_free(base);
 }
 
+/* The plain transport: small reads go through a per-thread scratch buffer,
+ * a read after a full one goes into reserved evbuffer space; sends cover
+ * more evbuffer chunks than one sendmsg takes. Bytes arrive intact and in
+ * order either way. */
+static void test_plain_read_modes_and_many_chunks(void **st)
+{
+    (void)st;
+    struct event_base *base = event_base_new();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int big = 256 * 1024;
+    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+    struct seen s = {0};
+    struct weir_conn *c = weir_conn_new(base, sv[0], &weir_xprt_plain, NULL, handler, &s);
+    c->reading = 1;
+    weir_conn_start(c);
+    static char pat[60000];
+    for (size_t i = 0; i < sizeof(pat); i++)
+        pat[i] = (char)('a' + i % 23);
+    /* small: through the scratch buffer */
+    assert_int_equal(write(sv[1], pat, 100), 100);
+    loop_once(base);
+    assert_int_equal(c->last_read, 100);
+    assert_int_equal(evbuffer_get_length(c->in), 100);
+    /* bulk: a full read, then reads in place */
+    assert_int_equal(write(sv[1], pat + 100, sizeof(pat) - 100), (ssize_t)(sizeof(pat) - 100));
+    for (int i = 0; i < 20 && evbuffer_get_length(c->in) < sizeof(pat); i++)
+        loop_once(base);
+    assert_int_equal(evbuffer_get_length(c->in), sizeof(pat));
+    assert_memory_equal(evbuffer_pullup(c->in, -1), pat, sizeof(pat));
+    /* 40 separate chunks out: more than one sendmsg's vectors */
+    static char parts[40][10];
+    for (int i = 0; i < 40; i++) {
+        memset(parts[i], 'A' + i % 26, sizeof(parts[i]));
+        evbuffer_add_reference(c->out, parts[i], sizeof(parts[i]), NULL, NULL);
+    }
+    assert_int_equal(weir_conn_flush(c), WEIR_OK);
+    char got[400];
+    size_t n = 0;
+    while (n < sizeof(got)) {
+        ssize_t r = read(sv[1], got + n, sizeof(got) - n);
+        assert_true(r > 0);
+        n += (size_t)r;
+    }
+    for (int i = 0; i < 40; i++)
+        assert_memory_equal(got + 10 * i, parts[i], 10);
+    weir_conn_free(c);
+    close(sv[1]);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake_then_data),
         cmocka_unit_test(test_send_wanting_read),
         cmocka_unit_test(test_read_limit_and_eager_write),
+        cmocka_unit_test(test_plain_read_modes_and_many_chunks),
         cmocka_unit_test(test_connect_refused_reported_from_loop),
         cmocka_unit_test(test_backend_socket_options),
     };
