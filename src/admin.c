@@ -51,6 +51,7 @@
 #include "weir/health.h"
 #include "weir/http_msg.h"
 #include "weir/log.h"
+#include "weir/prom.h"
 #include "weir/server.h"
 #include "weir/cache.h"
 #include "weir/tls_stats.h"
@@ -423,19 +424,6 @@ struct prom_server {
     struct prom_hist h[2]; /* [WEIR_LAT_TOTAL], [WEIR_LAT_TTFB] */
 };
 
-/* Label value escaping: backslash, double quote and line feed. */
-static void prom_label(struct evbuffer *out, const char *v)
-{
-    for (; *v != '\0'; v++) {
-        if (*v == '\\' || *v == '"')
-            evbuffer_add_printf(out, "\\%c", *v);
-        else if (*v == '\n')
-            evbuffer_add(out, "\\n", 2);
-        else
-            evbuffer_add(out, v, 1);
-    }
-}
-
 static void prom_family(struct evbuffer *out, const char *name, const char *type, const char *help)
 {
     evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -446,9 +434,9 @@ static void prom_series(struct evbuffer *out, const char *name, const struct pro
                         const char *extra)
 {
     evbuffer_add_printf(out, "%s{pool=\"", name);
-    prom_label(out, ps->pool->name);
+    weir_prom_label(out, ps->pool->name);
     evbuffer_add(out, "\",server=\"", 10);
-    prom_label(out, ps->s->address);
+    weir_prom_label(out, ps->s->address);
     evbuffer_add_printf(out, "\"%s%s}", extra ? "," : "", extra ? extra : "");
 }
 
@@ -566,14 +554,14 @@ int weir_admin_metrics(struct evbuffer *out, const struct weir_rt *rt, uint64_t 
         struct weir_stats_counters c;
         weir_stats_read_counters(rt->pools[i].stats, now_s, &c);
         evbuffer_add(out, "weir_pool_requests_total{pool=\"", 31);
-        prom_label(out, rt->pools[i].name);
+        weir_prom_label(out, rt->pools[i].name);
         evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)c.requests);
     }
     prom_family(out, "weir_pool_panic", "gauge", "1 when the pool is in panic mode (every server down)");
     for (size_t i = 0; i < rt->npools; i++) {
         const struct weir_pool *p = &rt->pools[i];
         evbuffer_add(out, "weir_pool_panic{pool=\"", 22);
-        prom_label(out, p->name);
+        weir_prom_label(out, p->name);
         evbuffer_add_printf(out, "\"} %d\n", p->conf->panic && weir_health_pool_all_down(p) ? 1 : 0);
     }
     prom_family(out, "weir_route_requests_total", "counter", "Finished exchanges that matched the route");
@@ -581,11 +569,11 @@ int weir_admin_metrics(struct evbuffer *out, const struct weir_rt *rt, uint64_t 
         struct weir_stats_counters c;
         weir_stats_read_counters(rt->routes[i].stats, now_s, &c);
         evbuffer_add(out, "weir_route_requests_total{host=\"", 32);
-        prom_label(out, rt->conf->routes[i].host);
+        weir_prom_label(out, rt->conf->routes[i].host);
         evbuffer_add(out, "\",path_prefix=\"", 15);
-        prom_label(out, rt->conf->routes[i].path_prefix);
+        weir_prom_label(out, rt->conf->routes[i].path_prefix);
         evbuffer_add(out, "\",pool=\"", 8);
-        prom_label(out, rt->routes[i].pool->name);
+        weir_prom_label(out, rt->routes[i].pool->name);
         evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)c.requests);
     }
 

@@ -19,6 +19,7 @@
 #include "weir/history.h"
 #include "weir/lease.h"
 #include "weir/log.h"
+#include "weir/prom.h"
 #include "weir/pool_edit.h"
 #include "weir/stats.h"
 
@@ -144,18 +145,6 @@ json_t *weir_autoscaler_alerts_json(void)
 
 /* ---- /metrics ---------------------------------------------------------------- */
 
-static void prom_label(struct evbuffer *out, const char *v)
-{
-    for (; *v != '\0'; v++) {
-        if (*v == '\\' || *v == '"')
-            evbuffer_add_printf(out, "\\%c", *v);
-        else if (*v == '\n')
-            evbuffer_add(out, "\\n", 2);
-        else
-            evbuffer_add(out, v, 1);
-    }
-}
-
 static void prom_alert(struct evbuffer *out, const char *name, const struct weir_as_alert_state *st)
 {
     static const int sevs[] = {WEIR_SEV_WARNING, WEIR_SEV_CRITICAL};
@@ -164,7 +153,7 @@ static void prom_alert(struct evbuffer *out, const char *name, const struct weir
         if (st->severity == sevs[i])
             v = st->state == WEIR_ALERT_FIRING ? 2 : st->state == WEIR_ALERT_PENDING ? 1 : 0;
         evbuffer_add_printf(out, "weir_alert_state{alert=\"");
-        prom_label(out, name);
+        weir_prom_label(out, name);
         evbuffer_add_printf(out, "\",severity=\"%s\"} %d\n", weir_alert_sev_name(sevs[i]), v);
     }
 }
@@ -185,7 +174,7 @@ int weir_autoscaler_metrics(struct evbuffer *out)
             if (i == 2 + WEIR_ASR_NONE)
                 continue;
             evbuffer_add_printf(out, "weir_autoscale_decisions_total{rule=\"");
-            prom_label(out, r->name);
+            weir_prom_label(out, r->name);
             evbuffer_add_printf(out, "\",action=\"%s\"} %llu\n",
                                 i == 0   ? "scale_up"
                                 : i == 1 ? "scale_down"
@@ -193,7 +182,7 @@ int weir_autoscaler_metrics(struct evbuffer *out)
                                 (unsigned long long)r->counts[i]);
         }
         evbuffer_add_printf(out, "weir_autoscale_decisions_total{rule=\"");
-        prom_label(out, r->name);
+        weir_prom_label(out, r->name);
         evbuffer_add_printf(out, "\",action=\"hook_failed\"} %llu\n", (unsigned long long)r->failures);
     }
     evbuffer_add_printf(out, "# HELP weir_autoscale_desired_servers Servers the rule wants for its pool now\n"
@@ -201,7 +190,7 @@ int weir_autoscaler_metrics(struct evbuffer *out)
     LIST_FOREACH(r, &M.rules, link)
     {
         evbuffer_add_printf(out, "weir_autoscale_desired_servers{rule=\"");
-        prom_label(out, r->name);
+        weir_prom_label(out, r->name);
         evbuffer_add_printf(out, "\"} %d\n", r->last.desired);
     }
     evbuffer_add_printf(

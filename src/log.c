@@ -452,34 +452,3 @@ void weir_alog_append(struct weir_alog *a, const char *line, size_t n)
     memcpy(a->buf + a->len, line, n);
     a->len += n;
 }
-
-size_t weir_json_escape(char *out, size_t cap, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            if (o + 2 > cap)
-                break;
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            /* Non-ASCII bytes are escaped too: the log stays valid JSON even
-             * when a client sends invalid UTF-8 (obs-text). */
-            if (o + 6 > cap)
-                break;
-            out[o++] = '\\';
-            out[o++] = 'u';
-            out[o++] = '0';
-            out[o++] = '0';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        } else {
-            if (o + 1 > cap)
-                break;
-            out[o++] = (char)c;
-        }
-    }
-    return o;
-}

@@ -3,6 +3,7 @@
 
 #include <stdatomic.h>
 
+#include "weir/prom.h"
 #include "weir/tls_stats.h"
 
 static unsigned long long ld(const _Atomic unsigned long long *v)
@@ -67,19 +68,6 @@ json_t *weir_tls_stats_json(const struct weir_tls_stats_listener *l, size_t n, t
     return o;
 }
 
-/* Label value escaping: backslash, double quote and line feed. */
-static void label(struct evbuffer *out, const char *v)
-{
-    for (; *v != '\0'; v++) {
-        if (*v == '\\' || *v == '"')
-            evbuffer_add_printf(out, "\\%c", *v);
-        else if (*v == '\n')
-            evbuffer_add(out, "\\n", 2);
-        else
-            evbuffer_add(out, v, 1);
-    }
-}
-
 /* Rendered into a scratch buffer first so a failure appends nothing. */
 int weir_tls_metrics(struct evbuffer *dst, const struct weir_tls_stats_listener *l, size_t n,
                      time_t not_after, time_t now)
@@ -99,7 +87,7 @@ int weir_tls_metrics(struct evbuffer *dst, const struct weir_tls_stats_listener 
             static const char *const kinds[] = {"full", "resumed"};
             for (int k = 0; k < 2; k++) {
                 evbuffer_add_printf(out, "weir_tls_handshakes_total{listen=\"");
-                label(out, l[i].address);
+                weir_prom_label(out, l[i].address);
                 rc |=
                     evbuffer_add_printf(out, "\",kind=\"%s\"} %llu\n", kinds[k],
                                         k == 0 ? ld(&l[i].counters->full) : ld(&l[i].counters->resumed)) < 0;
@@ -112,7 +100,7 @@ int weir_tls_metrics(struct evbuffer *dst, const struct weir_tls_stats_listener 
         for (size_t i = 0; i < n; i++) {
             for (int r = 0; r < WEIR_TLS_FAIL_N; r++) {
                 evbuffer_add_printf(out, "weir_tls_handshake_failures_total{listen=\"");
-                label(out, l[i].address);
+                weir_prom_label(out, l[i].address);
                 rc |= evbuffer_add_printf(out, "\",reason=\"%s\"} %llu\n", weir_tls_fail_name(r),
                                           ld(&l[i].counters->fail[r])) < 0;
             }

@@ -62,8 +62,4 @@ struct weir_alog {
 void weir_alog_append(struct weir_alog *a, const char *line, size_t n);
 void weir_alog_flush(struct weir_alog *a);
 
-/* Escape s[0..n) for a JSON string into out (size cap); returns bytes
- * written (without NUL); truncates safely. */
-size_t weir_json_escape(char *out, size_t cap, const char *s, size_t n);
-
 #endif
