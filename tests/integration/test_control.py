@@ -180,7 +180,7 @@ def test_runtime_api_caps_servers_per_pool_and_adds_cheaply(procs):
     assert len(adm.stats()["pools"][0]["servers"]) == 1000
     # the last 100 adds (pool of ~900-1000) cost about what the first 100 did
     first, last = sorted(times[:100])[50], sorted(times[-100:])[50]
-    assert last < max(5 * first, 0.02), (first, last)
+    assert last < max(5 * first, tf(0.02)), (first, last)
     # the file obeys the same cap
     text = conf(free_port(), [pool("big", ["127.0.%d.%d:1" % (i // 200, 2 + i % 200) for i in range(1001)])])
     path = os.path.join(str(w.workdir), "big.conf")
