@@ -35,6 +35,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "tls_int.h"
 #include "weir/core.h"
 #include "weir/tls.h"
 
@@ -48,16 +49,16 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"               \
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
-static const unsigned char alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+const unsigned char tls_alpn_http11[9] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 /* ---- process-wide: ex_data indices, object count --------------------------------- */
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int srv_idx = -1; /* SSL -> struct weir_tls_server (a reference, released by SSL_free) */
-static int cli_idx = -1; /* SSL -> struct weir_tls_client (likewise) */
+int tls_cli_idx = -1;    /* SSL -> struct weir_tls_client (likewise) */
 static int ctx_idx = -1; /* SSL_CTX -> struct weir_tls_server (no reference: the server owns the ctx) */
-static int key_idx = -1; /* client SSL -> its session key (a string, freed with the SSL) */
-static _Atomic long live_objects;
+int tls_key_idx = -1;    /* client SSL -> its session key (a string, freed with the SSL) */
+_Atomic long tls_live_objects;
 /* Fetched once: an implicit fetch (EVP_aes_256_cbc()) per ticket costs a
  * name lookup in OpenSSL 3. Never freed (process lifetime). */
 static EVP_CIPHER *ticket_cipher;
@@ -82,21 +83,22 @@ static void free_key(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long 
 static void init_once(void)
 {
     srv_idx = SSL_get_ex_new_index(0, "weir server", NULL, NULL, free_srv_ref);
-    cli_idx = SSL_get_ex_new_index(0, "weir client", NULL, NULL, free_cli_ref);
+    tls_cli_idx = SSL_get_ex_new_index(0, "weir client", NULL, NULL, free_cli_ref);
     ctx_idx = SSL_CTX_get_ex_new_index(0, "weir server", NULL, NULL, NULL);
-    key_idx = SSL_get_ex_new_index(0, "weir session key", NULL, NULL, free_key);
+    tls_key_idx = SSL_get_ex_new_index(0, "weir session key", NULL, NULL, free_key);
     ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 }
 
-static int tls_init(void)
+int tls_lib_init(void)
 {
     pthread_once(&once, init_once);
-    return srv_idx >= 0 && cli_idx >= 0 && ctx_idx >= 0 && key_idx >= 0 && ticket_cipher != NULL ? 0 : -1;
+    return srv_idx >= 0 && tls_cli_idx >= 0 && ctx_idx >= 0 && tls_key_idx >= 0 && ticket_cipher != NULL ? 0
+                                                                                                         : -1;
 }
 
 long weir_tls_live_objects(void)
 {
-    return atomic_load(&live_objects);
+    return atomic_load(&tls_live_objects);
 }
 
 static const char *const fail_names[WEIR_TLS_FAIL_N] = {
@@ -113,8 +115,7 @@ const char *weir_tls_fail_name(int reason)
 }
 
 /* "FILE:LINE: message" appended to errs (dropped when out of memory). */
-__attribute__((format(printf, 4, 5))) static void add_err(struct weir_conf_errors *errs, const char *file,
-                                                          int line, const char *fmt, ...)
+void tls_add_err(struct weir_conf_errors *errs, const char *file, int line, const char *fmt, ...)
 {
     char body[1024], *m;
     char **v;
@@ -140,7 +141,7 @@ __attribute__((format(printf, 4, 5))) static void add_err(struct weir_conf_error
 }
 
 /* The first error of the thread's OpenSSL queue as text; clears the queue. */
-static const char *ssl_err_text(char *buf, size_t n)
+const char *tls_err_text(char *buf, size_t n)
 {
     unsigned long e = ERR_peek_error();
 
@@ -152,7 +153,7 @@ static const char *ssl_err_text(char *buf, size_t n)
     return buf;
 }
 
-static time_t asn1_time_t(const ASN1_TIME *t)
+time_t tls_asn1_time(const ASN1_TIME *t)
 {
     struct tm tm;
 
@@ -161,7 +162,7 @@ static time_t asn1_time_t(const ASN1_TIME *t)
     return timegm(&tm);
 }
 
-static void min_time(time_t *acc, time_t t)
+void tls_min_time(time_t *acc, time_t t)
 {
     if (t != 0 && (*acc == 0 || t < *acc))
         *acc = t;
@@ -460,8 +461,8 @@ static int load_item(struct cert_item *it, const struct weir_conf_tls_cert *cc, 
     X509 *x;
 
     if (b == NULL) {
-        add_err(errs, conf_file, cc->cert_line, "tls certificate %zu: cannot read '%s': %s", i, cc->cert,
-                ssl_err_text(ebuf, sizeof(ebuf)));
+        tls_add_err(errs, conf_file, cc->cert_line, "tls certificate %zu: cannot read '%s': %s", i, cc->cert,
+                    tls_err_text(ebuf, sizeof(ebuf)));
         return -1;
     }
     it->x = PEM_read_bio_X509(b, NULL, no_password, NULL);
@@ -476,8 +477,8 @@ static int load_item(struct cert_item *it, const struct weir_conf_tls_cert *cc, 
     ERR_clear_error(); /* the end of the file reads as "no start line" */
     BIO_free(b);
     if (it->x == NULL || it->chain == NULL) {
-        add_err(errs, conf_file, cc->cert_line, "tls certificate %zu: '%s' contains no PEM certificate", i,
-                cc->cert);
+        tls_add_err(errs, conf_file, cc->cert_line, "tls certificate %zu: '%s' contains no PEM certificate",
+                    i, cc->cert);
         return -1;
     }
     b = BIO_new_file(cc->key, "r");
@@ -485,25 +486,25 @@ static int load_item(struct cert_item *it, const struct weir_conf_tls_cert *cc, 
         it->pkey = PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
     BIO_free(b);
     if (it->pkey == NULL) {
-        add_err(errs, conf_file, cc->key_line, "tls certificate %zu: cannot load the key '%s': %s", i,
-                cc->key, ssl_err_text(ebuf, sizeof(ebuf)));
+        tls_add_err(errs, conf_file, cc->key_line, "tls certificate %zu: cannot load the key '%s': %s", i,
+                    cc->key, tls_err_text(ebuf, sizeof(ebuf)));
         return -1;
     }
     if (X509_check_private_key(it->x, it->pkey) != 1) {
         ERR_clear_error();
-        add_err(errs, conf_file, cc->key_line, "tls certificate %zu: the key '%s' does not match '%s'", i,
-                cc->key, cc->cert);
+        tls_add_err(errs, conf_file, cc->key_line, "tls certificate %zu: the key '%s' does not match '%s'", i,
+                    cc->key, cc->cert);
         return -1;
     }
     it->slot = key_slot(it->pkey);
     if (it->slot < 0) {
-        add_err(errs, conf_file, cc->key_line,
-                "tls certificate %zu: '%s' has an unsupported key type (RSA, ECDSA, Ed25519, Ed448)", i,
-                cc->key);
+        tls_add_err(errs, conf_file, cc->key_line,
+                    "tls certificate %zu: '%s' has an unsupported key type (RSA, ECDSA, Ed25519, Ed448)", i,
+                    cc->key);
         return -1;
     }
     if (cert_names(it) != 0) {
-        add_err(errs, conf_file, cc->cert_line, "out of memory");
+        tls_add_err(errs, conf_file, cc->cert_line, "out of memory");
         return -1;
     }
     return 0;
@@ -574,7 +575,7 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
         unsigned int len = in[i];
         if (len == 0 || i + 1 + len > inlen)
             break;
-        if (len == alpn_http11[0] && memcmp(in + i + 1, alpn_http11 + 1, len) == 0) {
+        if (len == tls_alpn_http11[0] && memcmp(in + i + 1, tls_alpn_http11 + 1, len) == 0) {
             *out = in + i + 1;
             *outlen = (unsigned char)len;
             return SSL_TLSEXT_ERR_OK;
@@ -661,7 +662,7 @@ static void server_free(struct weir_tls_server *s)
     free(s->exact);
     free(s->wild);
     free(s);
-    atomic_fetch_sub(&live_objects, 1);
+    atomic_fetch_sub(&tls_live_objects, 1);
 }
 
 void weir_tls_server_retain(struct weir_tls_server *s)
@@ -727,19 +728,19 @@ struct weir_tls_server *weir_tls_server_new(const struct weir_conf_listen_tls *c
     EVP_MD_CTX *md = NULL;
     char ebuf[256];
 
-    if (tls_init() != 0 || conf == NULL || !conf->enabled || conf->ncerts == 0) {
-        add_err(errs, conf_file, conf ? conf->line : 0, "tls: nothing to build (no certificate)");
+    if (tls_lib_init() != 0 || conf == NULL || !conf->enabled || conf->ncerts == 0) {
+        tls_add_err(errs, conf_file, conf ? conf->line : 0, "tls: nothing to build (no certificate)");
         return NULL;
     }
     if (conf->session_tickets && tickets == NULL) {
-        add_err(errs, conf_file, conf->line, "tls: session tickets need the process's ticket keys");
+        tls_add_err(errs, conf_file, conf->line, "tls: session tickets need the process's ticket keys");
         return NULL;
     }
     items = calloc(conf->ncerts, sizeof(*items));
     s = calloc(1, sizeof(*s));
     if (items == NULL || s == NULL)
         goto oom;
-    atomic_fetch_add(&live_objects, 1);
+    atomic_fetch_add(&tls_live_objects, 1);
     atomic_init(&s->refs, 1);
     s->tickets = conf->session_tickets ? tickets : NULL;
     s->counters = counters;
@@ -759,9 +760,10 @@ struct weir_tls_server *weir_tls_server_new(const struct weir_conf_listen_tls *c
             goto err;
         if (X509_digest(items[i].x, EVP_sha256(), d, &dlen) != 1 || EVP_DigestUpdate(md, d, dlen) != 1)
             goto oom;
-        min_time(&s->not_after, asn1_time_t(X509_get0_notAfter(items[i].x)));
+        tls_min_time(&s->not_after, tls_asn1_time(X509_get0_notAfter(items[i].x)));
         for (j = 0; j < (size_t)sk_X509_num(items[i].chain); j++)
-            min_time(&s->not_after, asn1_time_t(X509_get0_notAfter(sk_X509_value(items[i].chain, (int)j))));
+            tls_min_time(&s->not_after,
+                         tls_asn1_time(X509_get0_notAfter(sk_X509_value(items[i].chain, (int)j))));
     }
     if (EVP_DigestFinal_ex(md, sid, &sidlen) != 1)
         goto oom;
@@ -828,14 +830,15 @@ struct weir_tls_server *weir_tls_server_new(const struct weir_conf_listen_tls *c
 
 ssl_err:
     if (bad >= 0) /* e.g. "ee key too small": below OpenSSL's security level */
-        add_err(errs, conf_file, conf->certs[bad].cert_line, "tls certificate %d: OpenSSL refuses '%s': %s",
-                bad, conf->certs[bad].cert, ssl_err_text(ebuf, sizeof(ebuf)));
+        tls_add_err(errs, conf_file, conf->certs[bad].cert_line,
+                    "tls certificate %d: OpenSSL refuses '%s': %s", bad, conf->certs[bad].cert,
+                    tls_err_text(ebuf, sizeof(ebuf)));
     else
-        add_err(errs, conf_file, conf->line, "tls: cannot build the listener's context: %s",
-                ssl_err_text(ebuf, sizeof(ebuf)));
+        tls_add_err(errs, conf_file, conf->line, "tls: cannot build the listener's context: %s",
+                    tls_err_text(ebuf, sizeof(ebuf)));
     goto err;
 oom:
-    add_err(errs, conf_file, conf->line, "tls: out of memory");
+    tls_add_err(errs, conf_file, conf->line, "tls: out of memory");
 err:
     ERR_clear_error();
     EVP_MD_CTX_free(md);
@@ -881,217 +884,6 @@ size_t weir_tls_server_nctx(const struct weir_tls_server *s)
     return s->nctx;
 }
 
-/* ---- client side -------------------------------------------------------------- */
-
-/* Sessions kept for resumption, per pool: the last one of each server. */
-#define CLIENT_SESSIONS 256
-
-struct client_session {
-    char *key; /* the server, as given to weir_tls_client_ssl */
-    SSL_SESSION *sess;
-};
-
-struct weir_tls_client {
-    _Atomic unsigned refs;
-    SSL_CTX *ctx;
-    char *server_name; /* NULL = each server's host */
-    int verify;
-    time_t not_after;   /* of the client certificate; 0 = none */
-    pthread_mutex_t mu; /* guards sessions (workers store and take them) */
-    struct client_session sessions[CLIENT_SESSIONS];
-    size_t nsessions, evict; /* evict: next slot replaced when full */
-};
-
-static void client_free(struct weir_tls_client *c)
-{
-    SSL_CTX_free(c->ctx);
-    free(c->server_name);
-    for (size_t i = 0; i < c->nsessions; i++) {
-        free(c->sessions[i].key);
-        SSL_SESSION_free(c->sessions[i].sess);
-    }
-    pthread_mutex_destroy(&c->mu);
-    free(c);
-    atomic_fetch_sub(&live_objects, 1);
-}
-
-static struct client_session *session_find(struct weir_tls_client *c, const char *key)
-{
-    for (size_t i = 0; i < c->nsessions; i++) {
-        if (strcmp(c->sessions[i].key, key) == 0)
-            return &c->sessions[i];
-    }
-    return NULL;
-}
-
-/* OpenSSL's new-session callback (client side): keep the newest session
- * of each server. Returns 1 when the reference was taken. */
-static int client_new_session(SSL *ssl, SSL_SESSION *sess)
-{
-    struct weir_tls_client *c = SSL_get_ex_data(ssl, cli_idx);
-    const char *key = SSL_get_ex_data(ssl, key_idx);
-    struct client_session *cs;
-    char *k = NULL;
-
-    if (c == NULL || key == NULL || !SSL_SESSION_is_resumable(sess))
-        return 0;
-    pthread_mutex_lock(&c->mu);
-    cs = session_find(c, key);
-    if (cs == NULL && (k = strdup(key)) != NULL) {
-        if (c->nsessions < CLIENT_SESSIONS) {
-            cs = &c->sessions[c->nsessions++];
-        } else {
-            cs = &c->sessions[c->evict];
-            c->evict = (c->evict + 1) % CLIENT_SESSIONS;
-            free(cs->key);
-            SSL_SESSION_free(cs->sess);
-        }
-        cs->key = k;
-        cs->sess = NULL;
-    }
-    if (cs != NULL) {
-        SSL_SESSION_free(cs->sess);
-        cs->sess = sess;
-    }
-    pthread_mutex_unlock(&c->mu);
-    return cs != NULL;
-}
-
-void weir_tls_client_retain(struct weir_tls_client *c)
-{
-    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-}
-
-void weir_tls_client_release(struct weir_tls_client *c)
-{
-    if (c != NULL && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
-        client_free(c);
-}
-
-struct weir_tls_client *weir_tls_client_new(const struct weir_conf_pool_tls *conf, const char *conf_file,
-                                            struct weir_conf_errors *errs)
-{
-    struct weir_tls_client *c;
-    char ebuf[256];
-    int line = conf != NULL ? conf->line : 0;
-    const char *what = "cannot build the pool's context";
-
-    if (tls_init() != 0 || conf == NULL || !conf->enabled) {
-        add_err(errs, conf_file, line, "tls: nothing to build");
-        return NULL;
-    }
-    c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        add_err(errs, conf_file, line, "tls: out of memory");
-        return NULL;
-    }
-    atomic_fetch_add(&live_objects, 1);
-    atomic_init(&c->refs, 1);
-    pthread_mutex_init(&c->mu, NULL);
-    c->verify = conf->verify;
-    c->ctx = SSL_CTX_new(TLS_client_method());
-    if (c->ctx == NULL || (conf->server_name != NULL && (c->server_name = strdup(conf->server_name)) == NULL))
-        goto err;
-    SSL_CTX_set_options(c->ctx,
-                        SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
-    SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                 SSL_MODE_ENABLE_PARTIAL_WRITE);
-    if (SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_set_alpn_protos(c->ctx, alpn_http11, sizeof(alpn_http11)) != 0)
-        goto err;
-    SSL_CTX_set_verify(c->ctx, conf->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-    SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
-    SSL_CTX_sess_set_new_cb(c->ctx, client_new_session);
-    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(c->ctx), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (conf->verify) {
-        if (conf->ca_file != NULL) {
-            what = "cannot load ca_file";
-            if (SSL_CTX_load_verify_locations(c->ctx, conf->ca_file, NULL) != 1)
-                goto err;
-        } else if (SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
-            what = "cannot load the system's trust store";
-            goto err;
-        }
-    }
-    if (conf->cert != NULL) {
-        what = "cannot load the client certificate";
-        if (SSL_CTX_use_certificate_chain_file(c->ctx, conf->cert) != 1 ||
-            SSL_CTX_use_PrivateKey_file(c->ctx, conf->key, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(c->ctx) != 1)
-            goto err;
-        min_time(&c->not_after, asn1_time_t(X509_get0_notAfter(SSL_CTX_get0_certificate(c->ctx))));
-    }
-    return c;
-err:
-    add_err(errs, conf_file, line, "tls: %s: %s", what, ssl_err_text(ebuf, sizeof(ebuf)));
-    client_free(c);
-    return NULL;
-}
-
-SSL *weir_tls_client_ssl(struct weir_tls_client *c, const char *host, const char *session_key)
-{
-    const char *name = c->server_name != NULL ? c->server_name : host;
-    char buf[256];
-    size_t n;
-    ASN1_OCTET_STRING *ip;
-    SSL *ssl;
-    int ok = 1;
-
-    if (name == NULL)
-        return NULL;
-    n = strlen(name);
-    if (n >= 2 && name[0] == '[' && name[n - 1] == ']') { /* "[::1]" */
-        if (n - 2 >= sizeof(buf))
-            return NULL;
-        memcpy(buf, name + 1, n - 2);
-        buf[n - 2] = '\0';
-        name = buf;
-    }
-    ssl = SSL_new(c->ctx);
-    if (ssl == NULL) {
-        ERR_clear_error();
-        return NULL;
-    }
-    ip = a2i_IPADDRESS(name);
-    if (ip != NULL) {
-        if (c->verify)
-            ok = X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), ASN1_STRING_get0_data(ip),
-                                           (size_t)ASN1_STRING_length(ip)) == 1;
-        ASN1_OCTET_STRING_free(ip);
-    } else {
-        ok = SSL_set_tlsext_host_name(ssl, name) == 1 && (!c->verify || SSL_set1_host(ssl, name) == 1);
-    }
-    if (ok) {
-        weir_tls_client_retain(c);
-        if (SSL_set_ex_data(ssl, cli_idx, c) != 1) {
-            weir_tls_client_release(c);
-            ok = 0;
-        }
-    }
-    if (ok && session_key != NULL) {
-        char *k = strdup(session_key);
-        struct client_session *cs;
-
-        if (k == NULL || SSL_set_ex_data(ssl, key_idx, k) != 1) {
-            free(k);
-            ok = 0;
-        } else {
-            pthread_mutex_lock(&c->mu);
-            cs = session_find(c, session_key);
-            if (cs != NULL && cs->sess != NULL)
-                ok = SSL_set_session(ssl, cs->sess) == 1;
-            pthread_mutex_unlock(&c->mu);
-        }
-    }
-    ERR_clear_error();
-    if (!ok) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    SSL_set_connect_state(ssl);
-    return ssl;
-}
-
 /* ---- sets ------------------------------------------------------------------- */
 
 void weir_tls_set_free(struct weir_tls_set *set)
@@ -1127,21 +919,21 @@ struct weir_tls_set *weir_tls_set_new(const struct weir_conf *conf, struct weir_
         set->servers[i] = weir_tls_server_new(&conf->listens[i].tls, conf->file, tickets,
                                               counters != NULL ? &counters[i] : NULL, errs);
         if (set->servers[i] != NULL)
-            min_time(&set->not_after, set->servers[i]->not_after);
+            tls_min_time(&set->not_after, set->servers[i]->not_after);
     }
     for (size_t i = 0; i < conf->npools; i++) {
         if (!conf->pools[i].tls.enabled)
             continue;
         set->clients[i] = weir_tls_client_new(&conf->pools[i].tls, conf->file, errs);
         if (set->clients[i] != NULL)
-            min_time(&set->not_after, set->clients[i]->not_after);
+            tls_min_time(&set->not_after, tls_client_not_after(set->clients[i]));
     }
     if (errs->n == before)
         return set;
     weir_tls_set_free(set);
     return NULL;
 oom:
-    add_err(errs, conf->file, 0, "tls: out of memory");
+    tls_add_err(errs, conf->file, 0, "tls: out of memory");
     weir_tls_set_free(set);
     return NULL;
 }
