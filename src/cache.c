@@ -87,7 +87,9 @@ static struct {
     int has_l2;
     struct weir_redis_conf rconf;
     char *raddress, *rpassword, *rprefix;
-    struct cache_worker *workers[WEIR_MAX_WORKERS];
+    /* Published by each worker thread when it starts, read by the admin
+     * thread (counters) and by other workers (waking waiters): atomic. */
+    _Atomic(struct cache_worker *) workers[WEIR_MAX_WORKERS];
     pthread_mutex_t flights_mu;
     struct flight *flights;
     _Atomic long long purge_gen; /* last purge generation seen (-1: unknown) */
