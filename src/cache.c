@@ -149,11 +149,16 @@ struct cx {
     int polling;                    /* another instance holds it: we wait for L2 */
     uint64_t lease_until_us;
     struct event *poll;
+    const char *fwd;    /* Cache-Status fwd= when it goes upstream (RFC 9211) */
+    const char *detail; /* ... and its detail=, or NULL */
 };
 
 struct store {
     struct cache_worker *cw;
-    int leased; /* tell the instances waiting on our lease how it ended */
+    int store;          /* 0: only says Cache-Status (HEAD, no-store, other methods) */
+    const char *fwd;    /* Cache-Status fwd= */
+    const char *detail; /* Cache-Status detail=, or NULL */
+    int leased;         /* tell the instances waiting on our lease how it ended */
     char *url, *key;
     const struct weir_http_msg *req;
     int64_t request_time;
@@ -733,6 +738,34 @@ static void l2_reply(void *arg, int status, const char *data, size_t len)
 
 /* ---- the store filter ---------------------------------------------------------- */
 
+/* Cache-Status of a response that comes from the server (RFC 9211 2). */
+static void add_cache_status(struct weir_exchange *x, const char *fwd, int status, int stored,
+                             const char *detail)
+{
+    char line[192];
+    int n = snprintf(line, sizeof(line), "Cache-Status: weir; fwd=%s; fwd-status=%d%s%s%s\r\n", fwd, status,
+                     stored ? "; stored" : "", detail ? "; detail=" : "", detail ? detail : "");
+
+    if (n > 0 && (size_t)n < sizeof(line))
+        weir_exchange_add_response_field(x, line, (size_t)n);
+}
+
+/* A filter that only says Cache-Status on a response not stored (HEAD,
+ * no-store, other methods, waiters released to the backend). */
+static void attach_status(struct weir_exchange *x, struct cache_worker *cw, const char *fwd,
+                          const char *detail)
+{
+    struct store *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return;
+    s->cw = cw;
+    s->fwd = fwd;
+    s->detail = detail;
+    if (weir_exchange_add_filter(x, &store_filter, s) != WEIR_OK)
+        free(s);
+}
+
 static void store_free(struct store *s)
 {
     weir_cache_obj_release(s->obj);
@@ -781,19 +814,28 @@ static int store_on_head(struct weir_exchange *x, void *fdata, const struct weir
     struct weir_cc rcc;
     int reason;
 
+    if (!s->store) {
+        add_cache_status(x, s->fwd, m->status, 0, s->detail);
+        return WEIR_DECLINED;
+    }
     weir_cc_response(&rcc, m->headers, m->nheaders);
     reason = weir_cache_storable(WEIR_HTTP_GET, s->req->headers, s->req->nheaders, m->status, m->headers,
                                  m->nheaders, &rcc);
     if (reason != WEIR_STORE_OK) {
+        add_cache_status(x, s->fwd, m->status, 0, s->detail);
         not_stored(s, reason, m->status);
         return WEIR_DECLINED;
     }
     s->obj = weir_cache_obj_new(s->key, s->url, s->req->headers, s->req->nheaders, m->status, m->headers,
                                 m->nheaders, s->request_time, wall_now(), G.max_object_bytes);
     if (s->obj == NULL || weir_cache_obj_state(s->obj) != WEIR_OBJ_GROWING) {
+        add_cache_status(x, s->fwd, m->status, 0, s->obj != NULL ? "too-big" : s->detail);
         not_stored(s, REASON_TOO_BIG, m->status); /* announced too big: mark it */
         return WEIR_DECLINED;
     }
+    /* "stored" as intended when the head arrives: a body that grows past
+     * max_object_bytes after it is still abandoned (README) */
+    add_cache_status(x, s->fwd, m->status, 1, s->detail);
     return WEIR_OK;
 }
 
@@ -863,9 +905,14 @@ static int go_upstream(struct cx *c, int resume)
             return WEIR_HOOK_ANSWERED;
         }
     }
-    if (c->method == WEIR_HTTP_GET && c->req != NULL && !(c->qcc.flags & WEIR_CC_NO_STORE))
+    if (c->method != WEIR_HTTP_GET || c->req == NULL || (c->qcc.flags & WEIR_CC_NO_STORE))
+        attach_status(c->x, c->cw, c->fwd, (c->qcc.flags & WEIR_CC_NO_STORE) ? "no-store" : c->detail);
+    else
         s = calloc(1, sizeof(*s));
     if (s != NULL) {
+        s->store = 1;
+        s->fwd = c->fwd;
+        s->detail = c->detail;
         s->cw = c->cw;
         s->url = strdup(c->url);
         s->key = strdup(c->key);
@@ -908,7 +955,10 @@ static void waiter_wake(struct waiter *w, int timed_out)
     if (!timed_out && (w->result == WEIR_OK || w->result == STALE_OK) &&
         weir_cache_l1_lookup(G.l1, c->key, c->req->headers, c->req->nheaders, wall_now(), &hit) == WEIR_OK) {
         int ok = usable(c, hit.obj, hit.lifetime, &v);
-        if ((ok && serve(c, hit.obj, &v, "l1") == WEIR_OK) ||
+        char cs[128];
+        /* answered from what the request it was collapsed with fetched */
+        snprintf(cs, sizeof(cs), "weir; fwd=%s; fwd-status=%d; collapsed", c->fwd, hit.obj->status);
+        if ((ok && serve_cs(c, hit.obj, &v, "l1", cs) == WEIR_OK) ||
             (!ok && w->result == STALE_OK && v.stale_if_error &&
              serve_cs(c, hit.obj, &v, "l1", "weir; fwd=stale; collapsed; detail=stale-if-error") ==
                  WEIR_OK)) {
@@ -923,6 +973,7 @@ static void waiter_wake(struct waiter *w, int timed_out)
     }
     c->state = CX_DONE;
     count(&c->cw->miss);
+    attach_status(c->x, c->cw, c->fwd, timed_out ? "wait-timeout" : "released");
     weir_exchange_resume(c->x, WEIR_HOOK_CONTINUE);
 }
 
@@ -1040,7 +1091,7 @@ static void fg_done(void *arg, int result, struct weir_cache_obj *o, int status)
     c->fetch = NULL;
     if (result == WEIR_FETCH_STORED || result == WEIR_FETCH_NOT_MODIFIED) {
         store_fetched(c->cw, o);
-        snprintf(cs, sizeof(cs), "weir; fwd=stale; fwd-status=%d; stored; detail=revalidated", status);
+        snprintf(cs, sizeof(cs), "weir; fwd=%s; fwd-status=%d; stored; detail=revalidated", c->fwd, status);
         /* just validated with the origin: it answers this request whatever
          * the request's no-cache or max-age asked (RFC 9111 4.3.3) */
         struct weir_cc none;
@@ -1155,6 +1206,7 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
         return on_request_unsafe(x, ri, cw, url);
     if (ri->method_id != WEIR_HTTP_GET && ri->method_id != WEIR_HTTP_HEAD) {
         free(url);
+        attach_status(x, cw, "method", NULL);
         return WEIR_HOOK_CONTINUE;
     }
     c = calloc(1, sizeof(*c));
@@ -1166,6 +1218,7 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
     c->cw = cw;
     c->method = ri->method_id;
     c->url = url;
+    c->fwd = "uri-miss";
     c->key = weir_cache_key(ri->method_id, url);
     /* The parsed head is valid during on_request only; a hit is answered
      * from it, anything that goes on later takes a stable copy first. */
@@ -1190,6 +1243,8 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
             return WEIR_HOOK_ANSWERED;
         }
         c->req = weir_exchange_request(x);
+        /* stored but not usable as is: stale, or the request asks for more */
+        c->fwd = v.ttl <= 0 ? "stale" : "request";
         rc = ok || c->req == NULL ? -1 : revalidate(c, ri->pool, hit.obj, &v);
         weir_cache_obj_release(hit.obj);
         if (rc >= 0)
@@ -1200,6 +1255,10 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
     c->req = weir_exchange_request(x);
     if (c->req == NULL) /* out of memory: no store, no wait */
         return WEIR_HOOK_CONTINUE;
+    if (hit.hit_for_miss && c->method == WEIR_HTTP_GET) {
+        c->fwd = "miss";
+        c->detail = "hit-for-miss";
+    }
     if (hit.hit_for_miss || c->method != WEIR_HTTP_GET)
         return go_upstream(c, 0);
 
@@ -1281,6 +1340,7 @@ static int inval_on_head(struct weir_exchange *x, void *fdata, const struct weir
     char *urls[3];
     int n = weir_cache_invalidations(iv->method, m->status, iv->url, m->headers, m->nheaders, urls);
 
+    add_cache_status(x, "method", m->status, 0, NULL);
     for (int i = 0; i < n; i++) {
         weir_cache_l1_purge_url(G.l1, urls[i], 0, wall_now());
         publish_purge(iv->cw, "url", urls[i], 0);

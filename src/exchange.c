@@ -192,6 +192,7 @@ static void filter_detach(struct weir_session *s, int i, int complete)
 
 void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m)
 {
+    s->x->in_head_filters = 1;
     for (int i = 0; i < s->x->nfilters;) {
         const struct weir_filter_slot *f = &s->x->filters[i];
         if (f->f->on_head != NULL && f->f->on_head((struct weir_exchange *)s, f->data, m) != WEIR_OK)
@@ -199,6 +200,7 @@ void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m)
         else
             i++;
     }
+    s->x->in_head_filters = 0;
 }
 
 void weir_x_filters_data(struct weir_session *s, const char *p, size_t n)
@@ -242,6 +244,7 @@ void weir_x_reset(struct weir_session *s)
     if (x->rt != NULL)
         weir_rt_release(x->rt);
     free(x->up_proto);
+    weir_sbuf_free(&x->resp_fields);
     free(x->reqcopy);
     free(x->reqmsg);
     free(x->host_copy);
@@ -298,6 +301,42 @@ int weir_exchange_add_filter(struct weir_exchange *x, const struct weir_resp_fil
     s->x->filters[s->x->nfilters].data = fdata;
     s->x->nfilters++;
     return WEIR_OK;
+}
+
+static int tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* One "Name: value\r\n" line: a token, a colon, a value of visible
+ * characters, spaces and tabs (no CR or LF inside). */
+static int field_line_ok(const char *p, size_t n)
+{
+    size_t i = 0;
+    if (n < 4 || p[n - 2] != '\r' || p[n - 1] != '\n')
+        return 0;
+    while (i < n - 2 && tchar((unsigned char)p[i]))
+        i++;
+    if (i == 0 || i >= n - 2 || p[i] != ':')
+        return 0;
+    for (i++; i < n - 2; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\r' || c == '\n' || c == 0 || c == 0x7f || (c < 0x20 && c != '\t'))
+            return 0;
+    }
+    return 1;
+}
+
+int weir_exchange_add_response_field(struct weir_exchange *x, const char *line, size_t len)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    if (s->x == NULL || !s->x->in_head_filters || line == NULL || !field_line_ok(line, len))
+        return WEIR_ERROR;
+    if (s->x->resp_fields.len + len > 8192) /* a bound on what filters may add */
+        return WEIR_ERROR;
+    weir_sbuf_add(&s->x->resp_fields, line, len);
+    return s->x->resp_fields.oom ? WEIR_ERROR : WEIR_OK;
 }
 
 int weir_exchange_respond(struct weir_exchange *x, int status, const char *fields, size_t fields_len,

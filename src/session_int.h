@@ -40,6 +40,7 @@
 #include <event2/event_struct.h>
 
 #include "weir/exchange.h"
+#include "weir/http_msg.h"
 #include "weir/http_parse.h"
 #include "weir/runtime.h"
 #include "weir/transport.h"
@@ -147,6 +148,8 @@ struct weir_xstate {
     int answered;       /* weir_exchange_respond() queued an answer */
     struct weir_filter_slot filters[WEIR_EXCHANGE_MAX_FILTERS];
     int nfilters;
+    struct weir_sbuf resp_fields; /* weir_exchange_add_response_field() lines */
+    int in_head_filters;          /* the filters' on_head runs: fields may be added */
     char *reqcopy; /* weir_exchange_request(): head bytes */
     struct weir_http_msg *reqmsg;
     char *host_copy, *target_copy;

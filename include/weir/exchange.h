@@ -52,9 +52,11 @@
  * (too big to store, not cacheable after all): on_abort is then called at
  * once. For every attached filter exactly one of on_end / on_abort is
  * called, once; after it the filter is detached and owns nothing of the
- * exchange (it frees its fdata there). A filter only observes: it must not
- * change the buffers, write sockets, or call weir_exchange_* functions other
- * than the getters.
+ * exchange (it frees its fdata there). on_head runs before the head is sent
+ * to the client: during it (and during an on_abort it causes) a filter may
+ * add response header fields with weir_exchange_add_response_field().
+ * Otherwise a filter only observes: it must not change the buffers, write
+ * sockets, or call weir_exchange_* functions other than the getters.
  */
 #ifndef WEIR_EXCHANGE_H
 #define WEIR_EXCHANGE_H
@@ -129,6 +131,14 @@ void weir_exchange_clear_hooks(void);
  */
 int weir_exchange_respond(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
                           struct evbuffer *body);
+
+/* Add one response header field, a complete "Name: value\r\n" line (a
+ * token name, no CR/LF in the value), to the head of the response that
+ * comes from a server. Only from a filter's on_head (see above); the
+ * session adds the fields after the server's own, in call order, up to
+ * 8 KiB in total. Returns WEIR_OK, or WEIR_ERROR (called outside on_head,
+ * a malformed line, over the bound, out of memory: nothing added). */
+int weir_exchange_add_response_field(struct weir_exchange *x, const char *line, size_t len);
 
 /* Resume a suspended exchange (WEIR_HOOK_CONTINUE or WEIR_HOOK_ANSWERED).
  * Called from the hook's own event callback. */

@@ -1,0 +1,80 @@
+"""Cache-Status (RFC 9211) on the responses of a caching route that come
+from the backend: the session lets the cache's response filter add the
+field to the server's head before it goes to the client."""
+
+import threading
+import time
+
+import pytest
+
+from test_cache import cache_conf, get, origin  # noqa: F401  (origin is a fixture)
+from weirtest import REPO, pool, route, tf
+
+pytestmark = pytest.mark.skipif(not (REPO / "include" / "weir" / "exchange.h").exists(),
+                                reason="the session's request hook (exchange.h) is not in this tree")
+
+
+def cs(r):
+    return r.header("Cache-Status") or ""
+
+
+def test_forwarded_responses_say_why(procs, origin):
+    origin.set("/m", headers=[("Cache-Control", "max-age=60")], body=b"m")
+    origin.set("/p", headers=[("Cache-Control", "private")], body=b"p")
+    origin.set("/e", headers=[("Cache-Control", "max-age=1"), ("ETag", '"v1"')], body=b"e")
+    w = procs.weir(**cache_conf(origin))
+
+    r = get(w, "/m")
+    assert r.body == b"m" and cs(r) == "weir; fwd=uri-miss; fwd-status=200; stored", cs(r)
+    assert cs(get(w, "/m")).startswith("weir; hit")
+    # a response that may not be stored: no "stored"; the next one is a hit-for-miss
+    assert cs(get(w, "/p")) == "weir; fwd=uri-miss; fwd-status=200"
+    assert cs(get(w, "/p")) == "weir; fwd=miss; fwd-status=200; detail=hit-for-miss"
+    # HEAD on a miss, unsafe and other methods, a request that forbids storing
+    assert cs(get(w, "/h", method="HEAD")) == "weir; fwd=uri-miss; fwd-status=200"
+    assert cs(get(w, "/x", method="POST", body=b"1")) == "weir; fwd=method; fwd-status=200"
+    assert cs(get(w, "/x", method="OPTIONS")).startswith("weir; fwd=method; fwd-status=")
+    r = get(w, "/n", headers=[("Cache-Control", "no-store")])
+    assert cs(r) == "weir; fwd=uri-miss; fwd-status=200; detail=no-store", cs(r)
+    # a stored response that is stale (revalidated, changed meanwhile), and
+    # one the request refuses (no-cache)
+    get(w, "/e")
+    time.sleep(tf(2.2))
+    origin.set("/e", headers=[("Cache-Control", "max-age=60"), ("ETag", '"v2"')], body=b"e2")
+    r = get(w, "/e")
+    assert r.body == b"e2" and cs(r).startswith("weir; fwd=stale; fwd-status=200; stored"), cs(r)
+    r = get(w, "/m", headers=[("Cache-Control", "no-cache")])
+    assert cs(r).startswith("weir; fwd=request; fwd-status=200; stored"), cs(r)
+    # the backend's own error status is named
+    origin.set("/err", status=503, body=b"down")
+    assert cs(get(w, "/err")) == "weir; fwd=uri-miss; fwd-status=503"
+
+
+def test_collapsed_waiters_say_so(procs, origin):
+    origin.set("/c", headers=[("Cache-Control", "max-age=60")], body=b"c" * 10000, delay=0.5)
+    w = procs.weir(**cache_conf(origin))
+    results = []
+    lock = threading.Lock()
+
+    def one():
+        r = get(w, "/c")
+        with lock:
+            results.append(r)
+
+    ts = [threading.Thread(target=one) for _ in range(5)]
+    for t in ts:
+        t.start()
+        time.sleep(0.02)
+    for t in ts:
+        t.join(tf(10))
+    assert len(results) == 5 and all(r.body == b"c" * 10000 for r in results)
+    assert origin.count("/c") == 1
+    statuses = sorted(cs(r) for r in results)
+    assert statuses.count("weir; fwd=uri-miss; fwd-status=200; stored") == 1, statuses
+    assert statuses.count("weir; fwd=uri-miss; fwd-status=200; collapsed") == 4, statuses
+
+
+def test_no_cache_status_without_cache(procs, origin):
+    origin.set("/z", headers=[("Cache-Control", "max-age=60")], body=b"z")
+    w = procs.weir(pools=[pool("p", [origin])], routes=[route("p")], workers=1)
+    assert get(w, "/z").header("Cache-Status") is None
