@@ -34,19 +34,32 @@ static size_t nrules, next_rule;
 
 static void publish_purge(struct cache_worker *cw, const char *kind, const char *value, int soft);
 
-static void rule_add(char kind, int soft, const char *value)
+/* Remember a purge made at `at` (unless a rule already covers it: the same
+ * target, as late or later, and as hard). */
+static void rule_add(char kind, int soft, const char *value, int64_t at)
 {
-    char *v = strdup(value);
+    char *v;
     struct rule *r;
 
-    if (v == NULL)
-        return;
     pthread_mutex_lock(&rules_mu);
+    for (size_t i = 0; i < nrules; i++) {
+        r = &rules[i];
+        if (r->value != NULL && r->kind == kind && r->at >= at && (!r->soft || soft) &&
+            strcmp(r->value, value) == 0) {
+            pthread_mutex_unlock(&rules_mu);
+            return;
+        }
+    }
+    v = strdup(value);
+    if (v == NULL) {
+        pthread_mutex_unlock(&rules_mu);
+        return;
+    }
     r = &rules[next_rule];
     free(r->value);
     r->kind = kind;
     r->soft = (char)soft;
-    r->at = cache_now();
+    r->at = at;
     r->value = v;
     next_rule = (next_rule + 1) % RULES_MAX;
     if (nrules < RULES_MAX)
@@ -134,7 +147,52 @@ int cache_on_request_unsafe(struct weir_exchange *x, const struct weir_req_info 
     return WEIR_HOOK_CONTINUE;
 }
 
-/* Message: "GEN KIND SOFT VALUE". */
+/*
+ * The purge log: every purge also goes into a Redis list (newest first, at
+ * most RULES_MAX records, kept RULES_SECONDS) as "AT KIND SOFT VALUE", AT
+ * the publisher's wall clock in seconds. An instance reads it whenever its
+ * subscription (re)starts, so that prefix and tag purges made before it
+ * started, or while it was not listening, still hold for the L2 values
+ * they predate. Written before the generation is bumped and the message
+ * published (one connection: in that order).
+ */
+static void log_purge(struct weir_cache_redis *r, const char *kind, const char *value, int soft)
+{
+    char rec[4096];
+    int n = snprintf(rec, sizeof(rec), "%lld %c %d %s", (long long)cache_now(), kind[0], soft ? 1 : 0, value);
+
+    if (n > 0 && (size_t)n < sizeof(rec))
+        weir_cache_redis_lpush(r, PURGE_LOG, strlen(PURGE_LOG), rec, (size_t)n, RULES_MAX,
+                               (int64_t)RULES_SECONDS * 1000, NULL, NULL, NULL);
+}
+
+static void log_reply(void *arg, int status, const char *data, size_t len)
+{
+    size_t pos = 0, n, loaded = 0;
+    const char *item;
+
+    if (status != WEIR_REDIS_OK)
+        return;
+    while (weir_redis_list_next(data, len, &pos, &item, &n)) {
+        char rec[4096], kind;
+        long long at;
+        int soft, off = 0;
+        if (n >= sizeof(rec))
+            continue;
+        memcpy(rec, item, n);
+        rec[n] = '\0';
+        if (sscanf(rec, "%lld %c %d %n", &at, &kind, &soft, &off) != 3 || off <= 0 || rec[off] == '\0' ||
+            (kind != 'u' && kind != 'p' && kind != 't'))
+            continue; /* not a record of ours */
+        if (at + RULES_SECONDS < cache_now())
+            continue;
+        rule_add(kind, soft != 0, rec + off, at);
+        loaded++;
+    }
+    weir_log_info("cache: purge log read: %zu recent purge(s) apply to L2 values", loaded);
+}
+
+/* Message: "KIND SOFT VALUE". */
 static void publish_purge(struct cache_worker *cw, const char *kind, const char *value, int soft)
 {
     char msg[4096];
@@ -150,6 +208,7 @@ static void publish_purge(struct cache_worker *cw, const char *kind, const char 
             free(key);
         }
     }
+    log_purge(cw->l2, kind, value, soft);
     weir_cache_redis_incr(cw->l2, PURGE_GEN, strlen(PURGE_GEN), NULL, NULL, NULL);
     n = snprintf(msg, sizeof(msg), "%s %d %s", kind, soft ? 1 : 0, value);
     if (n > 0 && (size_t)n < sizeof(msg))
@@ -189,7 +248,7 @@ void cache_on_purge_message(void *arg, const char *p, size_t n)
     while (g >= 0 && !atomic_compare_exchange_weak(&cache_g.purge_gen, &g, g + 1))
         ;
     purge_local(kind, value + 1, soft);
-    rule_add(kind[0] == 'u' ? 'u' : kind[0] == 'p' ? 'p' : 't', soft, value + 1);
+    rule_add(kind[0] == 'u' ? 'u' : kind[0] == 'p' ? 'p' : 't', soft, value + 1, cache_now());
 }
 
 static void gen_reply(void *arg, int status, long long v)
@@ -213,6 +272,7 @@ void cache_on_subscribed(void *arg)
 {
     struct cache_worker *cw = arg;
     weir_cache_redis_getint(cw->l2, PURGE_GEN, strlen(PURGE_GEN), gen_reply, NULL, NULL);
+    weir_cache_redis_lrange(cw->l2, PURGE_LOG, strlen(PURGE_LOG), RULES_MAX, log_reply, NULL, NULL);
 }
 
 struct purge_req {
@@ -258,6 +318,7 @@ void weir_cache_purge(const char *kind, const char *value, int soft, weir_cache_
     }
     /* every instance (this one too) records the purge for its L2 reads and
      * purges its L1; a hard URL purge also deletes the stored value */
+    log_purge(r, kind, value, soft);
     weir_cache_redis_incr(r, PURGE_GEN, strlen(PURGE_GEN), NULL, NULL, NULL);
     weir_cache_redis_publish(r, PURGE_CHAN, msg, (size_t)ml, NULL, NULL, NULL);
     p = malloc(sizeof(*p));

@@ -41,6 +41,7 @@
 
 #define PURGE_CHAN "purge"
 
+#define PURGE_LOG "purge:log" /* recent purges, for instances that were not listening */
 #define PURGE_GEN "purge:gen"
 
 #define REASON_TOO_BIG 15 /* not_storable_by[]: over max_object_bytes */
