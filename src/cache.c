@@ -328,6 +328,7 @@ static void on_end(struct weir_exchange *x, void *hook_data, int aborted)
     weir_cache_obj_release(c->stale);
     if (c->w != NULL)
         cache_waiter_drop(c->w);
+    weir_cache_obj_release(c->sobj);
     cache_flight_end(c->lead, WEIR_DECLINED);
     cx_free(c);
 }

@@ -260,3 +260,61 @@ void cache_attach_status(struct weir_exchange *x, const char *fwd, const char *d
     if (weir_exchange_add_filter(x, &status_filter, st) != WEIR_OK)
         free(st);
 }
+
+static int stream_pull(struct weir_exchange *x, void *arg, struct evbuffer *out, size_t max)
+{
+    struct cx *c = arg;
+    struct weir_cache_obj *o = c->sobj;
+    int state = weir_cache_obj_state(o); /* before the length: a final state covers every byte */
+    uint64_t len = weir_cache_obj_length(o), n;
+
+    if (c->ssent < len) {
+        n = len - c->ssent < max ? len - c->ssent : max;
+        if (n > 0 && add_body(out, o, c->ssent, c->ssent + n - 1) < 0)
+            return WEIR_ERROR;
+        c->ssent += n;
+        return WEIR_OK;
+    }
+    /* all there is was sent: abandoned means it will never be complete */
+    return state == WEIR_OBJ_ABANDONED ? WEIR_ERROR : WEIR_OK;
+}
+
+static const struct weir_resp_source stream_source = {stream_pull};
+
+int cache_serve_stream(struct cx *c, struct weir_cache_obj *o, const char *cstatus)
+{
+    const struct weir_http_msg *m = c->req;
+    struct weir_cache_verdict v;
+    struct sbuf b = {0};
+    int rc;
+
+    if (o->expected_len == UINT64_MAX || weir_http_find_header(m, "range") >= 0 ||
+        weir_cache_conditional(c->method, m->headers, m->nheaders, o->headers, o->nheaders,
+                               o->times.response_time) != WEIR_COND_NONE ||
+        !cache_usable(c, o, o->lifetime, &v))
+        return WEIR_DECLINED;
+    if (o->vary_names[0] != '\0') {
+        size_t vl;
+        char *vv = weir_cache_vary_values(o->vary_names, m->headers, m->nheaders, &vl);
+        int same = vv != NULL && vl == o->vary_values_len && memcmp(vv, o->vary_values, vl) == 0;
+        free(vv);
+        if (!same)
+            return WEIR_DECLINED;
+    }
+    add_fields(&b, o, 0, 0);
+    sb_fmt(&b, "Age: %lld\r\n", (long long)v.age);
+    sb_fmt(&b, "Cache-Status: %s\r\n", cstatus);
+    weir_cache_obj_retain(o);
+    c->sobj = o;
+    c->ssent = 0;
+    rc = b.oom
+             ? WEIR_ERROR
+             : weir_exchange_respond_stream(c->x, o->status, b.p, b.len, o->expected_len, &stream_source, c);
+    free(b.p);
+    if (rc != WEIR_OK) {
+        weir_cache_obj_release(o);
+        c->sobj = NULL;
+        return WEIR_DECLINED;
+    }
+    return WEIR_OK;
+}

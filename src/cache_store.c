@@ -83,6 +83,10 @@ static int store_on_head(struct weir_exchange *x, void *fdata, const struct weir
         not_stored(s, REASON_TOO_BIG, m->status); /* announced too big: mark it */
         return WEIR_DECLINED;
     }
+    /* waiters may stream it as it grows (a known length: an object that
+     * could outgrow max_object_bytes unannounced is not streamed) */
+    if (m->status == 200 && s->obj->expected_len != UINT64_MAX)
+        cache_flight_stream(s->flight, s->obj);
     /* "stored" as intended when the head arrives: a body that grows past
      * max_object_bytes after it is still abandoned (README) */
     cache_add_status(x, s->fwd, m->status, 1, s->detail);
@@ -97,6 +101,7 @@ static int store_on_data(struct weir_exchange *x, void *fdata, const char *p, si
         not_stored(s, REASON_TOO_BIG, 200); /* grew past max_object_bytes */
         return WEIR_DECLINED;
     }
+    cache_flight_progress(s->flight);
     return WEIR_OK;
 }
 

@@ -373,6 +373,56 @@ int weir_exchange_respond(struct weir_exchange *x, int status, const char *field
     return WEIR_OK;
 }
 
+int weir_exchange_respond_stream(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
+                                 uint64_t body_len, const struct weir_resp_source *src, void *arg)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    if (s->x->answered || src == NULL || src->pull == NULL)
+        return WEIR_ERROR;
+    int close = s->close_after || !s->x->req_done;
+    struct weir_sbuf b = {0};
+    if (weir_http_build_answer_head(&b, status, fields, fields_len, body_len, s->x->rid, close) != WEIR_OK ||
+        evbuffer_add(s->cc->out, b.p, b.len) != 0) {
+        weir_sbuf_free(&b);
+        return WEIR_ERROR;
+    }
+    weir_sbuf_free(&b);
+    if (close)
+        s->close_after = 1;
+    s->x->status = status;
+    s->x->answered = 1;
+    s->x->resp_sent = 1;
+    if (s->x->method_id != WEIR_HTTP_HEAD && status != 204 && status != 304 && body_len > 0) {
+        s->x->src = src;
+        s->x->src_arg = arg;
+        s->x->stream_left = body_len;
+    }
+    return WEIR_OK;
+}
+
+int weir_x_stream(struct weir_session *s)
+{
+    struct weir_xstate *x = s->x;
+    while (x->stream_left > 0) {
+        if (weir_x_out_full(s->cc))
+            return WEIR_AGAIN; /* the client's write event resumes */
+        size_t before = evbuffer_get_length(s->cc->out);
+        size_t room = before < WEIR_S_HWM ? WEIR_S_HWM - before : 0;
+        if (room > x->stream_left)
+            room = (size_t)x->stream_left;
+        int rc = x->src->pull((struct weir_exchange *)s, x->src_arg, s->cc->out, room);
+        size_t got = evbuffer_get_length(s->cc->out) - before;
+        if (rc != WEIR_OK || got > room)
+            return WEIR_ERROR;
+        x->stream_left -= got;
+        x->bytes_out += got;
+        if (got == 0)
+            return WEIR_AGAIN; /* weir_exchange_stream_kick() resumes */
+    }
+    x->resp_done = 1;
+    return WEIR_DONE;
+}
+
 const struct weir_http_msg *weir_exchange_request(struct weir_exchange *x)
 {
     struct weir_session *s = (struct weir_session *)x;

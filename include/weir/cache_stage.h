@@ -33,30 +33,21 @@
 #include "weir/exchange.h"
 #include "weir/core.h"
 
-#define HFM_SECONDS 10 /* hit-for-miss mark after a response that could not be stored */
-
-#define WAIT_MS 5000 /* longest a coalesced waiter waits for its leader */
-
-#define L2_OBJ "obj:"
-
-#define PURGE_CHAN "purge"
-
-#define PURGE_LOG "purge:log" /* recent purges, for instances that were not listening */
-#define PURGE_GEN "purge:gen"
-
-#define REASON_TOO_BIG 15 /* not_storable_by[]: over max_object_bytes */
-
-#define STALE_OK 1 /* flight result: the origin failed; stale-if-error may answer */
-
-#define RULES_MAX 1024 /* recent purges remembered for L2 values */
-
-#define LEASE_MS 3000 /* an instance's lease to fetch a key others miss too */
-
-#define LEASE_POLL_MS 50 /* how often the others look for the value meanwhile */
-
-#define L2_LEASE "lease:"
-
-#define RULES_SECONDS 86400 /* ... for at most a day */
+#define HFM_SECONDS    10   /* hit-for-miss mark after a response that could not be stored */
+#define WAIT_MS        5000 /* longest a coalesced waiter waits for its leader */
+#define L2_OBJ         "obj:"
+#define PURGE_CHAN     "purge"
+#define PURGE_LOG      "purge:log" /* recent purges, for instances that were not listening */
+#define PURGE_GEN      "purge:gen"
+#define REASON_TOO_BIG 15   /* not_storable_by[]: over max_object_bytes */
+#define STALE_OK       1    /* flight result: the origin failed; stale-if-error may answer */
+#define STREAM_OK      2    /* flight state: the leader's object grows; waiters may stream it */
+#define WAIT_END       3    /* a waiter that cannot stream it waits for the end */
+#define RULES_MAX      1024 /* recent purges remembered for L2 values */
+#define LEASE_MS       3000 /* an instance's lease to fetch a key others miss too */
+#define LEASE_POLL_MS  50   /* how often the others look for the value meanwhile */
+#define L2_LEASE       "lease:"
+#define RULES_SECONDS  86400 /* ... for at most a day */
 
 struct waiter;
 struct bg;
@@ -81,6 +72,7 @@ struct flight {
     struct flight *next;
     char *key;
     struct waiter *waiters;
+    struct weir_cache_obj *obj; /* the leader's growing object, once waiters may stream it (retained) */
 };
 
 /* State shared by the stage's files (worker threads read it; written at
@@ -113,13 +105,17 @@ static inline int64_t cache_now(void)
 enum { CX_NEW, CX_L2, CX_WAITING, CX_DONE };
 
 struct waiter {
-    struct waiter *next;     /* in the flight, then in the inbox */
+    struct waiter *next;     /* in the flight */
+    struct waiter *inext;    /* in its worker's inbox (under cw->mu) */
+    int queued;              /* in the inbox (under cw->mu) */
+    int streaming;           /* answered from the flight's growing object (waiter's thread) */
     struct cx *cx;           /* the waiting exchange */
     struct cache_worker *cw; /* its worker */
     struct flight *flight;   /* NULL once released (under flights_mu) */
-    int result;              /* WEIR_OK: stored; WEIR_DECLINED: go upstream; STALE_OK: origin failed */
-    int woken;               /* resumed already (by the leader or the timer) */
-    struct event *timer;     /* WAIT_MS bound, on the waiter's worker */
+    int result; /* WEIR_OK: stored; WEIR_DECLINED: go upstream; STALE_OK: origin failed; STREAM_OK: the
+                 * object grows, stream it; WAIT_END: it cannot (under flights_mu) */
+    int woken;  /* resumed already (by the leader or the timer) */
+    struct event *timer; /* WAIT_MS bound, on the waiter's worker */
 };
 
 struct cx {
@@ -142,8 +138,10 @@ struct cx {
     int polling;                    /* another instance holds it: we wait for L2 */
     uint64_t lease_until_us;
     struct event *poll;
-    const char *fwd;    /* Cache-Status fwd= when it goes upstream (RFC 9211) */
-    const char *detail; /* ... and its detail=, or NULL */
+    struct weir_cache_obj *sobj; /* streamed to this waiter (retained) */
+    uint64_t ssent;              /* body bytes of sobj handed to the session */
+    const char *fwd;             /* Cache-Status fwd= when it goes upstream (RFC 9211) */
+    const char *detail;          /* ... and its detail=, or NULL */
 };
 
 struct store {
@@ -174,6 +172,11 @@ int cache_usable(struct cx *c, struct weir_cache_obj *o, int64_t lifetime, struc
 void cache_add_status(struct weir_exchange *x, const char *fwd, int status, int stored, const char *detail);
 /* Attach a filter that only says Cache-Status (a response not stored). */
 void cache_attach_status(struct weir_exchange *x, const char *fwd, const char *detail);
+/* Answer c from o while o still grows (a coalesced waiter), when the
+ * request allows (no Range or precondition, its Vary variant, usable):
+ * WEIR_OK (c->sobj holds o; the session pulls the body), or WEIR_DECLINED
+ * (nothing sent). */
+int cache_serve_stream(struct cx *c, struct weir_cache_obj *o, const char *cstatus);
 
 /* ---- cache_l2.c ---- */
 
@@ -190,6 +193,10 @@ void cache_lease_release(struct cache_worker *cw, const char *key, int pass);
 struct flight *cache_flight_join(const char *key, struct waiter *w, int *err);
 /* End a flight: wake every waiter on its own worker with result. */
 void cache_flight_end(struct flight *f, int result);
+/* The leader's object o (a known length) grows: waiters may stream it. */
+void cache_flight_stream(struct flight *f, struct weir_cache_obj *o);
+/* More of the flight's object arrived: wake the waiters streaming it. */
+void cache_flight_progress(struct flight *f);
 /* The waiter's exchange ended or gave up: leave the flight. */
 void cache_waiter_leave(struct waiter *w);
 /* The exchange that owned w ended: leave, stop its timer, unqueue, free. */

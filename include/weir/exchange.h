@@ -140,6 +140,30 @@ int weir_exchange_respond(struct weir_exchange *x, int status, const char *field
  * a malformed line, over the bound, out of memory: nothing added). */
 int weir_exchange_add_response_field(struct weir_exchange *x, const char *line, size_t len);
 
+/*
+ * Answer the request with a body that is not all there yet (a response
+ * another exchange is still receiving): the head (as for
+ * weir_exchange_respond(), with Content-Length: body_len) is queued now;
+ * the body is then pulled from src as the client's output has room:
+ *   pull(x, arg, out, max) moves at most max bytes into out (by reference
+ *   is fine) and returns WEIR_OK, or WEIR_ERROR to cut the connection (the
+ *   body will never be complete). Moving 0 bytes means "nothing yet": the
+ *   source calls weir_exchange_stream_kick() when it has more.
+ * The exchange ends when body_len bytes were pulled (none for HEAD, 204,
+ * 304). arg must stay valid until the hook's on_end (which runs when the
+ * exchange ends, aborted = 1 when it was cut or the client left). Call
+ * instead of weir_exchange_respond(), from on_request or before resuming
+ * with WEIR_HOOK_ANSWERED. Returns WEIR_OK or WEIR_ERROR (nothing sent).
+ */
+struct weir_resp_source {
+    int (*pull)(struct weir_exchange *x, void *arg, struct evbuffer *out, size_t max);
+};
+int weir_exchange_respond_stream(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
+                                 uint64_t body_len, const struct weir_resp_source *src, void *arg);
+/* More body is available for a streamed answer (worker thread; ignored
+ * when the exchange is not streaming any more). Never from inside pull. */
+void weir_exchange_stream_kick(struct weir_exchange *x);
+
 /* Resume a suspended exchange (WEIR_HOOK_CONTINUE or WEIR_HOOK_ANSWERED).
  * Called from the hook's own event callback. */
 void weir_exchange_resume(struct weir_exchange *x, int rc);

@@ -31,8 +31,11 @@ pytestmark = pytest.mark.skipif(not (REPO / "include" / "weir" / "exchange.h").e
 # --------------------------------------------------------------------------
 
 class Spec:
-    def __init__(self, status=200, headers=(), body=b"hello", delay=0.0, chunks=1):
+    def __init__(self, status=200, headers=(), body=b"hello", delay=0.0, chunks=1, length=False):
+        """chunks > 1: the body in that many writes, chunked, or with a
+        Content-Length when length is true."""
         self.status, self.headers, self.body, self.delay, self.chunks = status, list(headers), body, delay, chunks
+        self.length = length
 
 
 class Origin:
@@ -44,6 +47,7 @@ class Origin:
         self.counts = {}
         self.not_modified = {}
         self.last_headers = {}
+        self.finished = {}  # path -> monotonic time its last response was written
         self.lock = threading.Lock()
         origin = self
 
@@ -79,17 +83,25 @@ class Origin:
                 for k, v in spec.headers:
                     self.send_header(k, v)
                 if spec.chunks > 1:
-                    self.send_header("Transfer-Encoding", "chunked")
+                    if spec.length:
+                        self.send_header("Content-Length", str(len(spec.body)))
+                    else:
+                        self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
                     if head_only:
                         return
                     step = max(1, len(spec.body) // spec.chunks)
                     for i in range(0, len(spec.body), step):
                         part = spec.body[i:i + step]
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        if i > 0:
+                            time.sleep(spec.delay / spec.chunks if spec.delay else 0)
+                        self.wfile.write(part if spec.length else b"%x\r\n%s\r\n" % (len(part), part))
                         self.wfile.flush()
-                        time.sleep(spec.delay / spec.chunks if spec.delay else 0)
-                    self.wfile.write(b"0\r\n\r\n")
+                    if not spec.length:
+                        self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                    with origin.lock:
+                        origin.finished[path] = time.monotonic()
                     return
                 self.send_header("Content-Length", str(len(spec.body)))
                 self.end_headers()

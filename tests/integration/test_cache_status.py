@@ -2,13 +2,15 @@
 from the backend: the session lets the cache's response filter add the
 field to the server's head before it goes to the client."""
 
+import os
+import socket
 import threading
 import time
 
 import pytest
 
 from test_cache import cache_conf, get, origin  # noqa: F401  (origin is a fixture)
-from weirtest import REPO, pool, route, tf
+from weirtest import LOOPBACK, REPO, pool, route, tf
 
 pytestmark = pytest.mark.skipif(not (REPO / "include" / "weir" / "exchange.h").exists(),
                                 reason="the session's request hook (exchange.h) is not in this tree")
@@ -78,3 +80,59 @@ def test_no_cache_status_without_cache(procs, origin):
     origin.set("/z", headers=[("Cache-Control", "max-age=60")], body=b"z")
     w = procs.weir(pools=[pool("p", [origin])], routes=[route("p")], workers=1)
     assert get(w, "/z").header("Cache-Status") is None
+
+
+def _timed_get(port, target, out, i):
+    """GET over a raw socket: (status line, Cache-Status, body, time of the
+    first body byte)."""
+    s = socket.create_connection((LOOPBACK, port), timeout=tf(20))
+    try:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % target.encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                raise OSError("closed in the head")
+            buf += d
+        head, body = buf.split(b"\r\n\r\n", 1)
+        fields = dict(l.split(b": ", 1) for l in head.split(b"\r\n")[1:])
+        n = int(fields[b"Content-Length"])
+        while not body:
+            body += s.recv(65536)
+        first = time.monotonic()
+        while len(body) < n:
+            d = s.recv(65536)
+            if not d:
+                break
+            body += d
+        out[i] = (head.split(b"\r\n")[0], fields.get(b"Cache-Status", b"").decode(), body, first)
+    except Exception as e:  # noqa: BLE001
+        out[i] = e
+    finally:
+        s.close()
+
+
+def test_waiters_streamed_as_the_response_arrives(procs, origin):
+    """50 concurrent requests for a cold key, the origin streaming its
+    answer slowly: the backend sees one request, every client gets the
+    whole body, and the waiters' first bytes arrive before the origin
+    finished sending."""
+    body = os.urandom(300000)
+    origin.set("/slow", headers=[("Cache-Control", "max-age=60")], body=body, delay=tf(2.0), chunks=20,
+               length=True)
+    w = procs.weir(**cache_conf(origin, workers=2))
+    out = [None] * 50
+    ts = [threading.Thread(target=_timed_get, args=(w.port, "/slow", out, i)) for i in range(50)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(tf(30))
+    assert all(not isinstance(r, Exception) and r is not None for r in out), out
+    assert all(r[0].endswith(b" 200 OK") and r[2] == body for r in out)
+    assert origin.count("/slow") == 1
+    end = origin.finished["/slow"]
+    collapsed = [r for r in out if "collapsed" in r[1]]
+    assert len(collapsed) == 49, sorted(r[1] for r in out)
+    early = [r for r in collapsed if r[3] < end]
+    assert len(early) == 49, "%d of 49 waiters got their first byte before the origin finished" % len(early)
+
