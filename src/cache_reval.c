@@ -144,6 +144,29 @@ static void fg_done(void *arg, int result, struct weir_cache_obj *o, int status)
 /* A stored response that may not be used as is: revalidate it while the
  * client waits, when a 304 could save the body or stale-if-error could
  * answer a failure. Returns the hook's answer, or -1 to go on as a miss. */
+/* Make the request that goes upstream conditional on o's validators (and
+ * whole: the object is stored from it). */
+static int conditional_upstream(struct cx *c, struct weir_cache_obj *o)
+{
+    const struct weir_http_header *et = weir_cache_obj_header(o, "etag");
+    const struct weir_http_header *lm = weir_cache_obj_header(o, "last-modified");
+    char *etv = et ? strndup(et->value, et->value_len) : NULL;
+    char *lmv = lm ? strndup(lm->value, lm->value_len) : NULL;
+    int rc = WEIR_ERROR;
+
+    if ((et == NULL || etv != NULL) && (lm == NULL || lmv != NULL) && (etv != NULL || lmv != NULL) &&
+        weir_exchange_set_request_field(c->x, "If-None-Match", etv) == WEIR_OK &&
+        weir_exchange_set_request_field(c->x, "If-Modified-Since", lmv) == WEIR_OK &&
+        weir_exchange_set_request_field(c->x, "If-Match", NULL) == WEIR_OK &&
+        weir_exchange_set_request_field(c->x, "If-Unmodified-Since", NULL) == WEIR_OK &&
+        weir_exchange_set_request_field(c->x, "If-Range", NULL) == WEIR_OK &&
+        weir_exchange_set_request_field(c->x, "Range", NULL) == WEIR_OK)
+        rc = WEIR_OK;
+    free(etv);
+    free(lmv);
+    return rc;
+}
+
 int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cache_obj *o,
                      const struct weir_cache_verdict *v)
 {
@@ -176,6 +199,15 @@ int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cac
     weir_cache_obj_retain(o);
     c->stale = o;
     c->sv = *v;
+    if (pool != NULL && !v->stale_if_error && conditional_upstream(c, o) == WEIR_OK) {
+        /* through the session's upstream stage (its retries, keep-alive
+         * pool, statistics); the store filter takes the 304 */
+        c->revalidating = 1;
+        return cache_go_upstream(c, 0);
+    }
+    /* stale-if-error: a failure must be answered from the stored response,
+     * and the session answers connect errors, timeouts and "no server"
+     * itself before any filter sees a head: the separate client then */
     c->fetch = pool != NULL ? weir_cache_fetch_start(c->cw->base, pool, o, c->req->headers, c->req->nheaders,
                                                      fetch_timeout_ms(), cache_g.max_object_bytes, fg_done, c)
                             : NULL;

@@ -23,6 +23,7 @@
 static void store_free(struct store *s)
 {
     weir_cache_obj_release(s->obj);
+    weir_cache_obj_release(s->stale);
     free(s->url);
     free(s->key);
     free(s);
@@ -62,12 +63,56 @@ static void not_stored(struct store *s, int reason, int status)
     s->flight = NULL;
 }
 
+/* A 304 to the validators of a foreground revalidation (sent through the
+ * session's own upstream stage): update the stored response as RFC 9111
+ * 4.3.4 says, store it, and answer the client from it (its own
+ * preconditions and Range evaluated) instead of forwarding the 304.
+ * 1 when answered. */
+static int revalidated(struct weir_exchange *x, struct store *s, const struct weir_http_msg *m)
+{
+    struct weir_cache_obj *o = NULL;
+    struct weir_cache_verdict v;
+    struct weir_cc none;
+    char cs[160];
+    int ok;
+
+    if (weir_cache_304_selects(s->stale->headers, s->stale->nheaders, m->headers, m->nheaders))
+        o = weir_cache_obj_freshen(s->stale, m->headers, m->nheaders, s->request_time, cache_now());
+    if (o == NULL) { /* the 304 does not select it: still "not modified" for our validators */
+        o = s->stale;
+        weir_cache_obj_retain(o);
+    } else {
+        cache_count(&s->cw->revalidated);
+        if (weir_cache_l1_insert(cache_g.l1, o, cache_now()) == WEIR_OK)
+            cache_count(&s->cw->stored);
+        cache_l2_store(s->cw, o);
+    }
+    /* just validated with the origin: it answers this request whatever the
+     * request's no-cache or max-age asked (RFC 9111 4.3.3) */
+    weir_cc_init(&none);
+    weir_cache_decide(&o->cc, o->lifetime, &o->times, &none, cache_now(), &v);
+    snprintf(cs, sizeof(cs), "weir; fwd=%s; fwd-status=304; %sdetail=revalidated", s->fwd,
+             o != s->stale ? "stored; " : "");
+    ok = cache_serve_cs(s->cx, o, &v, "l1", cs) == WEIR_OK;
+    weir_cache_obj_release(o);
+    if (!ok)
+        return 0;
+    if (s->leased)
+        cache_lease_release(s->cw, s->key, 0);
+    s->leased = 0;
+    cache_flight_end(s->flight, WEIR_OK);
+    s->flight = NULL;
+    return 1;
+}
+
 static int store_on_head(struct weir_exchange *x, void *fdata, const struct weir_http_msg *m)
 {
     struct store *s = fdata;
     struct weir_cc rcc;
     int reason;
 
+    if (m->status == 304 && s->stale != NULL && revalidated(x, s, m))
+        return WEIR_DECLINED; /* answered from the stored response */
     weir_cc_response(&rcc, m->headers, m->nheaders);
     reason = weir_cache_storable(WEIR_HTTP_GET, s->req->headers, s->req->nheaders, m->status, m->headers,
                                  m->nheaders, &rcc);
@@ -167,6 +212,10 @@ int cache_go_upstream(struct cx *c, int resume)
     if (s != NULL) {
         s->fwd = c->fwd;
         s->detail = c->detail;
+        s->cx = c;
+        s->stale = c->revalidating ? c->stale : NULL;
+        if (s->stale != NULL)
+            weir_cache_obj_retain(s->stale);
         s->cw = c->cw;
         s->url = strdup(c->url);
         s->key = strdup(c->key);

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "session_int.h"
 #include "weir/access_log.h"
@@ -339,11 +340,66 @@ int weir_exchange_add_response_field(struct weir_exchange *x, const char *line, 
     return s->x->resp_fields.oom ? WEIR_ERROR : WEIR_OK;
 }
 
+int weir_exchange_set_request_field(struct weir_exchange *x, const char *lname, const char *value)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    struct weir_xstate *xs = s->x;
+    size_t nl = strlen(lname);
+    if (xs == NULL || xs->uphead == NULL || xs->up_ready || xs->answered || nl == 0)
+        return WEIR_ERROR;
+    for (size_t i = 0; i < nl; i++)
+        if (!tchar((unsigned char)lname[i]))
+            return WEIR_ERROR;
+    if (value != NULL) {
+        for (const char *v = value; *v != '\0'; v++)
+            if (*v == '\r' || *v == '\n' || (*v > 0 && *v < 0x20 && *v != '\t') || *v == 0x7f)
+                return WEIR_ERROR;
+    }
+    /* uphead: the request line, fields, an empty line (built by weir) */
+    char *p = xs->uphead, *end = xs->uphead + xs->uphead_len;
+    char *line = memchr(p, '\n', (size_t)(end - p));
+    if (line == NULL)
+        return WEIR_ERROR;
+    line++;
+    while (line < end && !(end - line >= 2 && line[0] == '\r' && line[1] == '\n')) {
+        char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            return WEIR_ERROR;
+        eol++;
+        if ((size_t)(eol - line) > nl && line[nl] == ':' && strncasecmp(line, lname, nl) == 0) {
+            memmove(line, eol, (size_t)(end - eol));
+            end -= eol - line;
+            continue;
+        }
+        line = eol;
+    }
+    xs->uphead_len = (size_t)(end - xs->uphead);
+    if (value == NULL)
+        return WEIR_OK;
+    size_t old = xs->uphead_len;
+    struct weir_sbuf b = {xs->uphead, old - 2, xs->uphead_cap, 0};
+    weir_sbuf_add(&b, lname, nl);
+    WEIR_SBUF_LIT(&b, ": ");
+    weir_sbuf_str(&b, value);
+    WEIR_SBUF_LIT(&b, "\r\n\r\n");
+    xs->uphead = b.p;
+    xs->uphead_cap = b.cap;
+    if (b.oom) { /* out of memory part way: give the head its end back */
+        memcpy(xs->uphead + old - 2, "\r\n", 2);
+        return WEIR_ERROR;
+    }
+    xs->uphead_len = b.len;
+    return WEIR_OK;
+}
+
 int weir_exchange_respond(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
                           struct evbuffer *body)
 {
     struct weir_session *s = (struct weir_session *)x;
     if (s->x->answered)
+        return WEIR_ERROR;
+    /* from a filter's on_head: only instead of a response without a body */
+    if (s->x->in_head_filters && s->x->resp_body != WEIR_BODY_NONE)
         return WEIR_ERROR;
     size_t blen = body != NULL ? evbuffer_get_length(body) : 0;
     int close = s->close_after || !s->x->req_done;

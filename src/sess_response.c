@@ -184,9 +184,10 @@ int weir_sresp_head(struct weir_session *s, int *tunnel)
             s->close_after = 1;
         if (!s->x->req_done)
             s->close_after = 1; /* the server answered before the whole body */
-        if (s->x->nfilters > 0) /* before the head goes: they may add fields */
+        if (s->x->nfilters > 0) /* before the head goes: they may add fields, or answer */
             weir_x_filters_head(s, m);
-        send_head(s, m, 0);
+        if (!s->x->answered) /* a filter answered instead of a bodiless response (exchange.h) */
+            send_head(s, m, 0);
         s->x->resp_sent = 1;
         /* the head is read: the body needs no more than the output's
          * high-water mark buffered on this side */

@@ -139,6 +139,7 @@ struct cx {
     uint64_t lease_until_us;
     struct event *poll;
     struct weir_cache_obj *sobj; /* streamed to this waiter (retained) */
+    int revalidating;            /* conditional request to the origin for c->stale (session's upstream) */
     uint64_t ssent;              /* body bytes of sobj handed to the session */
     const char *fwd;             /* Cache-Status fwd= when it goes upstream (RFC 9211) */
     const char *detail;          /* ... and its detail=, or NULL */
@@ -154,6 +155,8 @@ struct store {
     int64_t request_time;
     struct flight *flight;
     struct weir_cache_obj *obj;
+    struct cx *cx;                /* the exchange's hook state (alive while filters run) */
+    struct weir_cache_obj *stale; /* revalidating this (retained): a 304 answers from it */
 };
 
 /* ---- cache_serve.c ---- */

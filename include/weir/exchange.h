@@ -54,7 +54,11 @@
  * called, once; after it the filter is detached and owns nothing of the
  * exchange (it frees its fdata there). on_head runs before the head is sent
  * to the client: during it (and during an on_abort it causes) a filter may
- * add response header fields with weir_exchange_add_response_field().
+ * add response header fields with weir_exchange_add_response_field(),
+ * and, when the server's response has no body (304, 204, HEAD), answer
+ * the client instead with weir_exchange_respond() (the cache answering a
+ * revalidated request from its stored object): the server's head is then
+ * not sent.
  * Otherwise a filter only observes: it must not change the buffers, write
  * sockets, or call weir_exchange_* functions other than the getters.
  */
@@ -131,6 +135,14 @@ void weir_exchange_clear_hooks(void);
  */
 int weir_exchange_respond(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
                           struct evbuffer *body);
+
+/* Set a field of the request as it goes upstream: every field named
+ * name (a token, compared without case) is removed, and "name: value"
+ * added unless value is NULL. From on_request, or while suspended before resuming with
+ * WEIR_HOOK_CONTINUE (revalidation: If-None-Match, If-Modified-Since).
+ * Returns WEIR_OK or WEIR_ERROR (bad name or value, out of memory, or the
+ * request went upstream already). */
+int weir_exchange_set_request_field(struct weir_exchange *x, const char *name, const char *value);
 
 /* Add one response header field, a complete "Name: value\r\n" line (a
  * token name, no CR/LF in the value), to the head of the response that

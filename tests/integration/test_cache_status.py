@@ -10,7 +10,7 @@ import time
 import pytest
 
 from test_cache import cache_conf, get, origin  # noqa: F401  (origin is a fixture)
-from weirtest import LOOPBACK, REPO, pool, route, tf
+from weirtest import LOOPBACK, REPO, pool, route, tf, wait_until
 
 pytestmark = pytest.mark.skipif(not (REPO / "include" / "weir" / "exchange.h").exists(),
                                 reason="the session's request hook (exchange.h) is not in this tree")
@@ -136,3 +136,30 @@ def test_waiters_streamed_as_the_response_arrives(procs, origin):
     early = [r for r in collapsed if r[3] < end]
     assert len(early) == 49, "%d of 49 waiters got their first byte before the origin finished" % len(early)
 
+
+
+def test_revalidation_goes_through_the_session(procs, origin):
+    """A stale entry with a validator is revalidated by the session's own
+    upstream stage (logged with its server and try, counted in its
+    statistics): the 304 updates the stored response and the client gets
+    it whole, or a 304 of its own when its precondition holds."""
+    origin.set("/rs", headers=[("Cache-Control", "max-age=1"), ("ETag", '"e1"')], body=b"rs-body")
+    w = procs.weir(**cache_conf(origin))
+    assert get(w, "/rs").body == b"rs-body"
+    time.sleep(tf(1.6))
+    origin.set("/rs", headers=[("Cache-Control", "max-age=1"), ("ETag", '"e1"'), ("X-V", "2")], body=b"rs-body")
+    # the client's own validator is replaced by the stored one's
+    r = get(w, "/rs", headers=[("If-None-Match", '"other"')])
+    assert r.status == 200 and r.body == b"rs-body" and r.header("X-V") == "2", (r.status, cs(r))
+    assert cs(r) == "weir; fwd=stale; fwd-status=304; stored; detail=revalidated", cs(r)
+    assert origin.last_headers["/rs"].get("If-None-Match") == '"e1"'
+    time.sleep(tf(1.6))
+    r = get(w, "/rs", headers=[("If-None-Match", '"e1"')])
+    assert r.status == 304 and "fwd-status=304" in cs(r), (r.status, cs(r))
+    assert origin.not_modified.get("/rs") == 2 and origin.count("/rs") == 3
+    # the session's upstream stage did it: its access log names the server and the try
+    def lines():
+        return [l for l in w.stderr().splitlines() if '"GET /rs HTTP/1.1"' in l]
+    assert wait_until(lambda: len(lines()) == 3, tf(3)), lines()
+    lines = lines()
+    assert len(lines) == 3 and all(("upstream=%s" % origin.addr) in l and "tries=1" in l for l in lines), lines

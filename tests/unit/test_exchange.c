@@ -198,12 +198,36 @@ static void test_add_response_field(void **st)
     done(s);
 }
 
+/* The upstream request head: every field of that name replaced by one,
+ * or removed; bad names and values refused; the head keeps its end. */
+static void test_set_request_field(void **st)
+{
+    (void)st;
+    struct weir_session *s = mk();
+    struct weir_exchange *x = (struct weir_exchange *)s;
+    const char head[] = "GET /a HTTP/1.1\r\nHost: h\r\nif-none-match: \"x\"\r\nAccept: */*\r\n"
+                        "IF-NONE-MATCH: \"y\"\r\nRange: bytes=0-1\r\n\r\n";
+    s->x->uphead = strdup(head);
+    s->x->uphead_len = s->x->uphead_cap = sizeof(head) - 1;
+    assert_int_equal(weir_exchange_set_request_field(x, "If-None-Match", "\"v1\""), WEIR_OK);
+    assert_int_equal(weir_exchange_set_request_field(x, "Range", NULL), WEIR_OK);
+    assert_int_equal(weir_exchange_set_request_field(x, "If-Modified-Since", NULL), WEIR_OK); /* absent */
+    assert_int_equal(weir_exchange_set_request_field(x, "Bad Name", "v"), WEIR_ERROR);
+    assert_int_equal(weir_exchange_set_request_field(x, "X-Split", "a\r\nInjected: b"), WEIR_ERROR);
+    const char want[] = "GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nIf-None-Match: \"v1\"\r\n\r\n";
+    assert_int_equal(s->x->uphead_len, sizeof(want) - 1);
+    assert_memory_equal(s->x->uphead, want, sizeof(want) - 1);
+    s->x->up_ready = 1; /* the request went upstream: too late */
+    assert_int_equal(weir_exchange_set_request_field(x, "X-Late", "1"), WEIR_ERROR);
+    done(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_once),       cmocka_unit_test(test_add_response_field),
         cmocka_unit_test(test_abort_on_reset), cmocka_unit_test(test_decline_detaches),
-        cmocka_unit_test(test_attach_limit),
+        cmocka_unit_test(test_attach_limit),   cmocka_unit_test(test_set_request_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
