@@ -118,8 +118,9 @@ def test_waiters_streamed_as_the_response_arrives(procs, origin):
     whole body, and the waiters' first bytes arrive before the origin
     finished sending."""
     body = os.urandom(300000)
-    origin.set("/slow", headers=[("Cache-Control", "max-age=60")], body=body, delay=tf(2.0), chunks=20,
-               length=True)
+    # the head after 1 s (well inside the 5 s a waiter waits for one), then
+    # the body over 1 s more
+    origin.set("/slow", headers=[("Cache-Control", "max-age=60")], body=body, delay=1.0, chunks=20, length=True)
     w = procs.weir(**cache_conf(origin, workers=2))
     out = [None] * 50
     ts = [threading.Thread(target=_timed_get, args=(w.port, "/slow", out, i)) for i in range(50)]
