@@ -149,11 +149,14 @@ struct weir_xstate {
     int answered;       /* weir_exchange_respond() queued an answer */
     struct weir_filter_slot filters[WEIR_EXCHANGE_MAX_FILTERS];
     int nfilters;
-    struct weir_sbuf resp_fields; /* weir_exchange_add_response_field() lines */
-    int in_head_filters;          /* the filters' on_head runs: fields may be added */
+
+    /* exchange.h extensions: fields filters add, a streamed answer */
+    struct weir_sbuf resp_fields;       /* weir_exchange_add_response_field() lines */
+    int in_head_filters;                /* the filters' on_head runs: fields may be added */
     const struct weir_resp_source *src; /* weir_exchange_respond_stream(): its body */
     void *src_arg;
     uint64_t stream_left; /* body bytes still to pull */
+
     char *reqcopy; /* weir_exchange_request(): head bytes */
     struct weir_http_msg *reqmsg;
     char *host_copy, *target_copy;
