@@ -31,11 +31,12 @@ pytestmark = pytest.mark.skipif(not (REPO / "include" / "weir" / "exchange.h").e
 # --------------------------------------------------------------------------
 
 class Spec:
-    def __init__(self, status=200, headers=(), body=b"hello", delay=0.0, chunks=1, length=False):
+    def __init__(self, status=200, headers=(), body=b"hello", delay=0.0, chunks=1, length=False, cut_after=None):
         """chunks > 1: the body in that many writes, chunked, or with a
-        Content-Length when length is true."""
+        Content-Length when length is true; cut_after: close the connection
+        after that many writes (a server that breaks off)."""
         self.status, self.headers, self.body, self.delay, self.chunks = status, list(headers), body, delay, chunks
-        self.length = length
+        self.length, self.cut_after = length, cut_after
 
 
 class Origin:
@@ -91,8 +92,11 @@ class Origin:
                     if head_only:
                         return
                     step = max(1, len(spec.body) // spec.chunks)
-                    for i in range(0, len(spec.body), step):
+                    for n, i in enumerate(range(0, len(spec.body), step)):
                         part = spec.body[i:i + step]
+                        if spec.cut_after is not None and n >= spec.cut_after:
+                            self.close_connection = True
+                            return
                         if i > 0:
                             time.sleep(spec.delay / spec.chunks if spec.delay else 0)
                         self.wfile.write(part if spec.length else b"%x\r\n%s\r\n" % (len(part), part))

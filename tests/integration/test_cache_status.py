@@ -98,7 +98,10 @@ def _timed_get(port, target, out, i):
         fields = dict(l.split(b": ", 1) for l in head.split(b"\r\n")[1:])
         n = int(fields[b"Content-Length"])
         while not body:
-            body += s.recv(65536)
+            d = s.recv(65536)
+            if not d:
+                raise OSError("closed before the body")
+            body += d
         first = time.monotonic()
         while len(body) < n:
             d = s.recv(65536)
@@ -164,3 +167,29 @@ def test_revalidation_goes_through_the_session(procs, origin):
     assert wait_until(lambda: len(lines()) == 3, tf(3)), lines()
     lines = lines()
     assert len(lines) == 3 and all(("upstream=%s" % origin.addr) in l and "tries=1" in l for l in lines), lines
+
+
+def test_waiters_of_a_leader_that_breaks_off(procs, origin):
+    """The origin closes in the middle of a known-length body: the leader's
+    client and the waiters streaming it are all cut (a short body is never
+    passed off as whole), nothing is stored, and the next request goes to
+    the origin again."""
+    body = os.urandom(100000)
+    origin.set("/cut", headers=[("Cache-Control", "max-age=60")], body=body, delay=1.0, chunks=10, length=True,
+               cut_after=5)
+    w = procs.weir(**cache_conf(origin))
+    out = [None] * 5
+    ts = [threading.Thread(target=_timed_get, args=(w.port, "/cut", out, i)) for i in range(5)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(tf(20))
+    assert origin.count("/cut") == 1
+    for r in out:
+        assert not isinstance(r, Exception) and r is not None, out
+        assert 0 < len(r[2]) < len(body) and body.startswith(r[2]), (r[1], len(r[2]))
+    assert sum("collapsed" in r[1] for r in out) == 4, [r[1] for r in out]
+    origin.set("/cut", headers=[("Cache-Control", "max-age=60")], body=b"whole")
+    r = get(w, "/cut")
+    assert r.body == b"whole" and cs(r).startswith("weir; fwd=uri-miss"), cs(r)
+    assert origin.count("/cut") == 2
