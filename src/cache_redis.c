@@ -42,6 +42,7 @@ enum cmd_kind {
     K_GETINT, /* bulk string holding an integer, or nil */
     K_SETUP,  /* AUTH / SELECT: failure opens the breaker */
     K_PROBE,  /* PING while half-open */
+    K_LIST,   /* array of bulk strings: handed over length-prefixed */
 };
 
 struct weir_redis_cmd {
@@ -338,6 +339,37 @@ static void reply_cb(redisAsyncContext *ac, void *reply_, void *priv)
             status = WEIR_REDIS_OK;
         else if (reply->type == REDIS_REPLY_NIL)
             status = WEIR_REDIS_MISS;
+        break;
+    case K_LIST:
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 0)
+            status = WEIR_REDIS_MISS;
+        else if (reply->type == REDIS_REPLY_ARRAY) {
+            /* each element as a 4-byte big-endian length and its bytes */
+            size_t total = 0, off = 0;
+            char *buf;
+            for (size_t i = 0; i < reply->elements; i++)
+                total += 4 + (reply->element[i]->type == REDIS_REPLY_STRING ? reply->element[i]->len : 0);
+            buf = malloc(total ? total : 1);
+            if (buf == NULL)
+                break;
+            for (size_t i = 0; i < reply->elements; i++) {
+                const redisReply *e = reply->element[i];
+                size_t n = e->type == REDIS_REPLY_STRING ? e->len : 0;
+                buf[off] = (char)(n >> 24);
+                buf[off + 1] = (char)(n >> 16);
+                buf[off + 2] = (char)(n >> 8);
+                buf[off + 3] = (char)n;
+                if (n > 0)
+                    memcpy(buf + off + 4, e->str, n);
+                off += 4 + n;
+            }
+            r->st.ok++;
+            r->failures = 0;
+            finish(c, WEIR_REDIS_OK, buf, total, 0);
+            free(buf);
+            free_cmd(c);
+            return;
+        }
         break;
     }
     if (status == WEIR_REDIS_OK)
@@ -679,6 +711,37 @@ int weir_cache_redis_getint(struct weir_cache_redis *r, const char *key, size_t 
                             void *arg, struct weir_redis_cmd **h)
 {
     return keyed(r, K_GETINT, "GET", key, klen, NULL, NULL, 0, NULL, cb, arg, h);
+}
+
+int weir_cache_redis_lpush(struct weir_cache_redis *r, const char *key, size_t klen, const char *val,
+                           size_t vlen, int max_items, int64_t ttl_ms, weir_redis_int_cb cb, void *arg,
+                           struct weir_redis_cmd **h)
+{
+    char stop[24], ttl[24];
+    const char *e1[1] = {val}, *e2[2] = {"0", stop}, *e3[1] = {ttl};
+    size_t l1[1] = {vlen}, l2[2] = {1, 0}, l3[1] = {0};
+    int rc;
+
+    l2[1] = (size_t)snprintf(stop, sizeof(stop), "%d", max_items > 0 ? max_items - 1 : 0);
+    l3[0] = (size_t)snprintf(ttl, sizeof(ttl), "%lld", (long long)(ttl_ms > 0 ? ttl_ms : 1));
+    rc = keyed(r, K_INT, "LPUSH", key, klen, e1, l1, 1, NULL, cb, arg, h);
+    if (rc != WEIR_OK)
+        return rc;
+    /* pipelined on the same connection: they run in this order */
+    keyed(r, K_STATUS, "LTRIM", key, klen, e2, l2, 2, NULL, NULL, NULL, NULL);
+    keyed(r, K_INT, "PEXPIRE", key, klen, e3, l3, 1, NULL, NULL, NULL, NULL);
+    return WEIR_OK;
+}
+
+int weir_cache_redis_lrange(struct weir_cache_redis *r, const char *key, size_t klen, int max_items,
+                            weir_redis_value_cb cb, void *arg, struct weir_redis_cmd **h)
+{
+    char stop[24];
+    const char *e[2] = {"0", stop};
+    size_t l[2] = {1, 0};
+
+    l[1] = (size_t)snprintf(stop, sizeof(stop), "%d", max_items > 0 ? max_items - 1 : 0);
+    return keyed(r, K_LIST, "LRANGE", key, klen, e, l, 2, cb, NULL, arg, h);
 }
 
 int weir_cache_redis_publish(struct weir_cache_redis *r, const char *channel, const char *msg, size_t mlen,

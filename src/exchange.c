@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "session_int.h"
 #include "weir/access_log.h"
@@ -198,6 +199,7 @@ static void filter_detach(struct weir_session *s, int i, int complete)
 
 void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m)
 {
+    s->x->in_head_filters = 1;
     for (int i = 0; i < s->x->nfilters;) {
         const struct weir_filter_slot *f = &s->x->filters[i];
         if (f->f->on_head != NULL && f->f->on_head((struct weir_exchange *)s, f->data, m) != WEIR_OK)
@@ -205,6 +207,7 @@ void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m)
         else
             i++;
     }
+    s->x->in_head_filters = 0;
 }
 
 void weir_x_filters_data(struct weir_session *s, const char *p, size_t n)
@@ -311,6 +314,7 @@ void weir_x_reset(struct weir_session *s)
         weir_rt_release(x->rt);
     free(x->up_proto);
     free(x->location);
+    weir_sbuf_free(&x->resp_fields);
     free(x->reqcopy);
     free(x->reqmsg);
     free(x->host_copy);
@@ -385,11 +389,102 @@ int weir_exchange_add_filter(struct weir_exchange *x, const struct weir_resp_fil
     return WEIR_OK;
 }
 
+static int tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* One "Name: value\r\n" line: a token, a colon, a value of visible
+ * characters, spaces and tabs (no CR or LF inside). */
+static int field_line_ok(const char *p, size_t n)
+{
+    size_t i = 0;
+    if (n < 4 || p[n - 2] != '\r' || p[n - 1] != '\n')
+        return 0;
+    while (i < n - 2 && tchar((unsigned char)p[i]))
+        i++;
+    if (i == 0 || i >= n - 2 || p[i] != ':')
+        return 0;
+    for (i++; i < n - 2; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\r' || c == '\n' || c == 0 || c == 0x7f || (c < 0x20 && c != '\t'))
+            return 0;
+    }
+    return 1;
+}
+
+int weir_exchange_add_response_field(struct weir_exchange *x, const char *line, size_t len)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    if (s->x == NULL || !s->x->in_head_filters || line == NULL || !field_line_ok(line, len))
+        return WEIR_ERROR;
+    if (s->x->resp_fields.len + len > 8192) /* a bound on what filters may add */
+        return WEIR_ERROR;
+    weir_sbuf_add(&s->x->resp_fields, line, len);
+    return s->x->resp_fields.oom ? WEIR_ERROR : WEIR_OK;
+}
+
+int weir_exchange_set_request_field(struct weir_exchange *x, const char *lname, const char *value)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    struct weir_xstate *xs = s->x;
+    size_t nl = strlen(lname);
+    if (xs == NULL || xs->uphead == NULL || xs->up_ready || xs->answered || nl == 0)
+        return WEIR_ERROR;
+    for (size_t i = 0; i < nl; i++)
+        if (!tchar((unsigned char)lname[i]))
+            return WEIR_ERROR;
+    if (value != NULL) {
+        for (const char *v = value; *v != '\0'; v++)
+            if (*v == '\r' || *v == '\n' || (*v > 0 && *v < 0x20 && *v != '\t') || *v == 0x7f)
+                return WEIR_ERROR;
+    }
+    /* uphead: the request line, fields, an empty line (built by weir) */
+    char *p = xs->uphead, *end = xs->uphead + xs->uphead_len;
+    char *line = memchr(p, '\n', (size_t)(end - p));
+    if (line == NULL)
+        return WEIR_ERROR;
+    line++;
+    while (line < end && !(end - line >= 2 && line[0] == '\r' && line[1] == '\n')) {
+        char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            return WEIR_ERROR;
+        eol++;
+        if ((size_t)(eol - line) > nl && line[nl] == ':' && strncasecmp(line, lname, nl) == 0) {
+            memmove(line, eol, (size_t)(end - eol));
+            end -= eol - line;
+            continue;
+        }
+        line = eol;
+    }
+    xs->uphead_len = (size_t)(end - xs->uphead);
+    if (value == NULL)
+        return WEIR_OK;
+    size_t old = xs->uphead_len;
+    struct weir_sbuf b = {xs->uphead, old - 2, xs->uphead_cap, 0};
+    weir_sbuf_add(&b, lname, nl);
+    WEIR_SBUF_LIT(&b, ": ");
+    weir_sbuf_str(&b, value);
+    WEIR_SBUF_LIT(&b, "\r\n\r\n");
+    xs->uphead = b.p;
+    xs->uphead_cap = b.cap;
+    if (b.oom) { /* out of memory part way: give the head its end back */
+        memcpy(xs->uphead + old - 2, "\r\n", 2);
+        return WEIR_ERROR;
+    }
+    xs->uphead_len = b.len;
+    return WEIR_OK;
+}
+
 int weir_exchange_respond(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
                           struct evbuffer *body)
 {
     struct weir_session *s = (struct weir_session *)x;
     if (s->x->answered)
+        return WEIR_ERROR;
+    /* from a filter's on_head: only instead of a response without a body */
+    if (s->x->in_head_filters && s->x->resp_body != WEIR_BODY_NONE)
         return WEIR_ERROR;
     size_t blen = body != NULL ? evbuffer_get_length(body) : 0;
     int close = s->close_after || !s->x->req_done;
@@ -417,6 +512,56 @@ int weir_exchange_respond(struct weir_exchange *x, int status, const char *field
     s->x->answered = 1;
     s->x->resp_sent = 1;
     return WEIR_OK;
+}
+
+int weir_exchange_respond_stream(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
+                                 uint64_t body_len, const struct weir_resp_source *src, void *arg)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    if (s->x->answered || src == NULL || src->pull == NULL)
+        return WEIR_ERROR;
+    int close = s->close_after || !s->x->req_done;
+    struct weir_sbuf b = {0};
+    if (weir_http_build_answer_head(&b, status, fields, fields_len, body_len, s->x->rid, close) != WEIR_OK ||
+        evbuffer_add(s->cc->out, b.p, b.len) != 0) {
+        weir_sbuf_free(&b);
+        return WEIR_ERROR;
+    }
+    weir_sbuf_free(&b);
+    if (close)
+        s->close_after = 1;
+    s->x->status = status;
+    s->x->answered = 1;
+    s->x->resp_sent = 1;
+    if (s->x->method_id != WEIR_HTTP_HEAD && status != 204 && status != 304 && body_len > 0) {
+        s->x->src = src;
+        s->x->src_arg = arg;
+        s->x->stream_left = body_len;
+    }
+    return WEIR_OK;
+}
+
+int weir_x_stream(struct weir_session *s)
+{
+    struct weir_xstate *x = s->x;
+    while (x->stream_left > 0) {
+        if (weir_x_out_full(s->cc))
+            return WEIR_AGAIN; /* the client's write event resumes */
+        size_t before = evbuffer_get_length(s->cc->out);
+        size_t room = before < WEIR_S_HWM ? WEIR_S_HWM - before : 0;
+        if (room > x->stream_left)
+            room = (size_t)x->stream_left;
+        int rc = x->src->pull((struct weir_exchange *)s, x->src_arg, s->cc->out, room);
+        size_t got = evbuffer_get_length(s->cc->out) - before;
+        if (rc != WEIR_OK || got > room)
+            return WEIR_ERROR;
+        x->stream_left -= got;
+        x->bytes_out += got;
+        if (got == 0)
+            return WEIR_AGAIN; /* weir_exchange_stream_kick() resumes */
+    }
+    x->resp_done = 1;
+    return WEIR_DONE;
 }
 
 const struct weir_http_msg *weir_exchange_request(struct weir_exchange *x)

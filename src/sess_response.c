@@ -34,8 +34,17 @@ static void send_head(struct weir_session *s, const struct weir_http_msg *m, int
         .close = s->close_after,
         .http10 = s->x->version == 10,
     };
-    if (weir_http_build_response_head(b, m, &p) == WEIR_OK)
-        evbuffer_add(s->cc->out, b->p, b->len);
+    if (weir_http_build_response_head(b, m, &p) != WEIR_OK)
+        return;
+    if (!interim && s->x->resp_fields.len > 0 && b->len >= 2) {
+        /* fields the filters added (exchange.h), before the blank line */
+        b->len -= 2;
+        weir_sbuf_add(b, s->x->resp_fields.p, s->x->resp_fields.len);
+        WEIR_SBUF_LIT(b, "\r\n");
+        if (b->oom)
+            return;
+    }
+    evbuffer_add(s->cc->out, b->p, b->len);
 }
 
 /* Next comma-separated token of list[*pos..n) (OWS trimmed); returns its
@@ -175,13 +184,14 @@ int weir_sresp_head(struct weir_session *s, int *tunnel)
             s->close_after = 1;
         if (!s->x->req_done)
             s->close_after = 1; /* the server answered before the whole body */
-        send_head(s, m, 0);
+        if (s->x->nfilters > 0) /* before the head goes: they may add fields, or answer */
+            weir_x_filters_head(s, m);
+        if (!s->x->answered) /* a filter answered instead of a bodiless response (exchange.h) */
+            send_head(s, m, 0);
         s->x->resp_sent = 1;
         /* the head is read: the body needs no more than the output's
          * high-water mark buffered on this side */
         s->x->up->conn->rd_max = WEIR_S_HWM;
-        if (s->x->nfilters > 0)
-            weir_x_filters_head(s, m);
         evbuffer_drain(in, m->head_len);
         return WEIR_OK;
     }

@@ -108,7 +108,8 @@ static void leave(struct weir_session *s)
 /* The exchange ended abnormally with the connection: log what it got. */
 static void abort_exchange(struct weir_session *s, int status)
 {
-    if (s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK || s->state == S_TUNNEL) {
+    if (s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK || s->state == S_TUNNEL ||
+        s->state == S_STREAM) {
         if (s->x->status == 0)
             s->x->status = status;
         weir_x_log(s);
@@ -248,6 +249,15 @@ static void go_upstream(struct weir_session *s)
         stage_failed(s);
 }
 
+/* A hook answered: the exchange ends, or its streamed body follows. */
+static void answered(struct weir_session *s)
+{
+    if (s->x->src != NULL)
+        s->state = S_STREAM;
+    else
+        exchange_end(s);
+}
+
 /* A routed request head: hooks, then upstream. */
 static void request_routed(struct weir_session *s)
 {
@@ -261,7 +271,7 @@ static void request_routed(struct weir_session *s)
     if (s->dead)
         return;
     if (rc == WEIR_HOOK_ANSWERED)
-        exchange_end(s);
+        answered(s);
     else if (rc == WEIR_HOOK_CONTINUE)
         go_upstream(s);
     /* WEIR_HOOK_SUSPENDED: weir_exchange_resume() follows */
@@ -410,6 +420,17 @@ static void session_run(struct weir_session *s)
             s->state = S_CLOSING;
             weir_conn_read(s->cc, 0);
             continue;
+        case S_STREAM:
+            switch (weir_x_stream(s)) {
+            case WEIR_AGAIN:
+                goto out;
+            case WEIR_DONE:
+                exchange_end(s);
+                continue;
+            default:
+                abort_exchange(s, s->x->status); /* the body broke off: cut */
+                goto out;
+            }
         case S_CLOSING:
             goto out;
         }
@@ -437,7 +458,8 @@ static void client_cb(struct weir_conn *c, int ev, void *arg)
         session_run(s);
         break;
     case WEIR_CONN_EOF:
-        if ((s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK) && s->x->req_done) {
+        if ((s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK || s->state == S_STREAM) &&
+            s->x->req_done) {
             /* The client half-closed after a complete request: answer it and
              * any complete requests it pipelined before, then close. */
             s->peer_eof = 1;
@@ -451,7 +473,8 @@ static void client_cb(struct weir_conn *c, int ev, void *arg)
     case WEIR_CONN_TIMEOUT_R:
         /* The read timer is left armed while a complete request is being
          * answered (not re-armed per request): nothing to do then. */
-        if ((s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK) && s->x->req_done)
+        if ((s->state == S_UPSTREAM || s->state == S_RESP || s->state == S_HOOK || s->state == S_STREAM) &&
+            s->x->req_done)
             break;
         /* The client stopped sending its body (client_body_ms): weir ends
          * the exchange, so it is a 408, answered when nothing was sent yet;
@@ -537,9 +560,19 @@ void weir_exchange_resume(struct weir_exchange *x, int rc)
         return;
     enter(s);
     if (rc == WEIR_HOOK_ANSWERED && s->x->answered)
-        exchange_end(s);
+        answered(s);
     else
         go_upstream(s);
+    session_run(s);
+    leave(s);
+}
+
+void weir_exchange_stream_kick(struct weir_exchange *x)
+{
+    struct weir_session *s = (struct weir_session *)x;
+    if (s->dead || s->state != S_STREAM)
+        return;
+    enter(s);
     session_run(s);
     leave(s);
 }

@@ -40,6 +40,7 @@
 #include <event2/event_struct.h>
 
 #include "weir/exchange.h"
+#include "weir/http_msg.h"
 #include "weir/http_parse.h"
 #include "weir/runtime.h"
 #include "weir/transport.h"
@@ -61,6 +62,7 @@ enum weir_sstate {
     S_UPSTREAM, /* connecting / request going up, waiting for the response head */
     S_RESP,     /* streaming the response body */
     S_TUNNEL,   /* after 101: raw bytes both ways */
+    S_STREAM,   /* a hook's streamed answer (weir_exchange_respond_stream) */
     S_CLOSING   /* flushing the last output, then close */
 };
 
@@ -151,6 +153,14 @@ struct weir_xstate {
     int answered;       /* weir_exchange_respond() queued an answer */
     struct weir_filter_slot filters[WEIR_EXCHANGE_MAX_FILTERS];
     int nfilters;
+
+    /* exchange.h extensions: fields filters add, a streamed answer */
+    struct weir_sbuf resp_fields;       /* weir_exchange_add_response_field() lines */
+    int in_head_filters;                /* the filters' on_head runs: fields may be added */
+    const struct weir_resp_source *src; /* weir_exchange_respond_stream(): its body */
+    void *src_arg;
+    uint64_t stream_left; /* body bytes still to pull */
+
     char *reqcopy; /* weir_exchange_request(): head bytes */
     struct weir_http_msg *reqmsg;
     char *host_copy, *target_copy;
@@ -198,6 +208,10 @@ void weir_x_lf_set(struct weir_session *s, int idx, const char *p, size_t n);
 void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m);
 void weir_x_filters_data(struct weir_session *s, const char *p, size_t n);
 void weir_x_filters_end(struct weir_session *s, int complete);
+/* S_STREAM: pull the streamed answer's body while the client's output has
+ * room. WEIR_AGAIN (output full, or the source has nothing yet), WEIR_DONE
+ * (the whole body is queued), WEIR_ERROR (the source failed: cut). */
+int weir_x_stream(struct weir_session *s);
 /* A request starts: allocate s->x. Returns WEIR_OK or WEIR_ERROR. */
 int weir_x_begin(struct weir_session *s);
 /* Forget and free the finished exchange (s->x becomes NULL); the

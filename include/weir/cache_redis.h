@@ -100,6 +100,11 @@ typedef void (*weir_redis_int_cb)(void *arg, int status, long long value);
  * incr:   INCR prefix+key                     -> OK value
  * getint: GET prefix+key as an integer        -> OK value | MISS
  * publish: PUBLISH prefix+channel msg         -> OK receivers
+ * lpush:  LPUSH prefix+key val; LTRIM to max_items; PEXPIRE ttl_ms
+ *                                             -> OK list length (LPUSH's)
+ * lrange: LRANGE prefix+key 0 max_items-1     -> OK items | MISS (empty);
+ *         the value is every item as a 4-byte big-endian length then its
+ *         bytes, newest first (weir_redis_list_next() walks it)
  */
 int weir_cache_redis_get(struct weir_cache_redis *r, const char *key, size_t klen, weir_redis_value_cb cb,
                          void *arg, struct weir_redis_cmd **h);
@@ -114,6 +119,31 @@ int weir_cache_redis_incr(struct weir_cache_redis *r, const char *key, size_t kl
                           void *arg, struct weir_redis_cmd **h);
 int weir_cache_redis_getint(struct weir_cache_redis *r, const char *key, size_t klen, weir_redis_int_cb cb,
                             void *arg, struct weir_redis_cmd **h);
+int weir_cache_redis_lpush(struct weir_cache_redis *r, const char *key, size_t klen, const char *val,
+                           size_t vlen, int max_items, int64_t ttl_ms, weir_redis_int_cb cb, void *arg,
+                           struct weir_redis_cmd **h);
+int weir_cache_redis_lrange(struct weir_cache_redis *r, const char *key, size_t klen, int max_items,
+                            weir_redis_value_cb cb, void *arg, struct weir_redis_cmd **h);
+
+/* Walk an lrange value: the next item from *pos into *item and *len; 1, or 0
+ * at the end (or on a truncated value). */
+static inline int weir_redis_list_next(const char *data, size_t n, size_t *pos, const char **item,
+                                       size_t *len)
+{
+    const unsigned char *p = (const unsigned char *)data + *pos;
+    size_t k;
+
+    if (*pos + 4 > n)
+        return 0;
+    k = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
+    if (k > n - *pos - 4)
+        return 0;
+    *item = data + *pos + 4;
+    *len = k;
+    *pos += 4 + k;
+    return 1;
+}
+
 int weir_cache_redis_publish(struct weir_cache_redis *r, const char *channel, const char *msg, size_t mlen,
                              weir_redis_int_cb cb, void *arg, struct weir_redis_cmd **h);
 

@@ -52,9 +52,15 @@
  * (too big to store, not cacheable after all): on_abort is then called at
  * once. For every attached filter exactly one of on_end / on_abort is
  * called, once; after it the filter is detached and owns nothing of the
- * exchange (it frees its fdata there). A filter only observes: it must not
- * change the buffers, write sockets, or call weir_exchange_* functions other
- * than the getters.
+ * exchange (it frees its fdata there). on_head runs before the head is sent
+ * to the client: during it (and during an on_abort it causes) a filter may
+ * add response header fields with weir_exchange_add_response_field(),
+ * and, when the server's response has no body (304, 204, HEAD), answer
+ * the client instead with weir_exchange_respond() (the cache answering a
+ * revalidated request from its stored object): the server's head is then
+ * not sent.
+ * Otherwise a filter only observes: it must not change the buffers, write
+ * sockets, or call weir_exchange_* functions other than the getters.
  */
 #ifndef WEIR_EXCHANGE_H
 #define WEIR_EXCHANGE_H
@@ -129,6 +135,46 @@ void weir_exchange_clear_hooks(void);
  */
 int weir_exchange_respond(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
                           struct evbuffer *body);
+
+/* Set a field of the request as it goes upstream: every field named
+ * name (a token, compared without case) is removed, and "name: value"
+ * added unless value is NULL. From on_request, or while suspended before resuming with
+ * WEIR_HOOK_CONTINUE (revalidation: If-None-Match, If-Modified-Since).
+ * Returns WEIR_OK or WEIR_ERROR (bad name or value, out of memory, or the
+ * request went upstream already). */
+int weir_exchange_set_request_field(struct weir_exchange *x, const char *name, const char *value);
+
+/* Add one response header field, a complete "Name: value\r\n" line (a
+ * token name, no CR/LF in the value), to the head of the response that
+ * comes from a server. Only from a filter's on_head (see above); the
+ * session adds the fields after the server's own, in call order, up to
+ * 8 KiB in total. Returns WEIR_OK, or WEIR_ERROR (called outside on_head,
+ * a malformed line, over the bound, out of memory: nothing added). */
+int weir_exchange_add_response_field(struct weir_exchange *x, const char *line, size_t len);
+
+/*
+ * Answer the request with a body that is not all there yet (a response
+ * another exchange is still receiving): the head (as for
+ * weir_exchange_respond(), with Content-Length: body_len) is queued now;
+ * the body is then pulled from src as the client's output has room:
+ *   pull(x, arg, out, max) moves at most max bytes into out (by reference
+ *   is fine) and returns WEIR_OK, or WEIR_ERROR to cut the connection (the
+ *   body will never be complete). Moving 0 bytes means "nothing yet": the
+ *   source calls weir_exchange_stream_kick() when it has more.
+ * The exchange ends when body_len bytes were pulled (none for HEAD, 204,
+ * 304). arg must stay valid until the hook's on_end (which runs when the
+ * exchange ends, aborted = 1 when it was cut or the client left). Call
+ * instead of weir_exchange_respond(), from on_request or before resuming
+ * with WEIR_HOOK_ANSWERED. Returns WEIR_OK or WEIR_ERROR (nothing sent).
+ */
+struct weir_resp_source {
+    int (*pull)(struct weir_exchange *x, void *arg, struct evbuffer *out, size_t max);
+};
+int weir_exchange_respond_stream(struct weir_exchange *x, int status, const char *fields, size_t fields_len,
+                                 uint64_t body_len, const struct weir_resp_source *src, void *arg);
+/* More body is available for a streamed answer (worker thread; ignored
+ * when the exchange is not streaming any more). Never from inside pull. */
+void weir_exchange_stream_kick(struct weir_exchange *x);
 
 /* Resume a suspended exchange (WEIR_HOOK_CONTINUE or WEIR_HOOK_ANSWERED).
  * Called from the hook's own event callback. */

@@ -366,6 +366,38 @@ static void test_commands(void **state)
     assert_true(run_until(&l, &b.called, 2000));
     assert_int_equal(b.status, WEIR_REDIS_OK);
 
+    /* list: pushed newest first, trimmed to max_items, read back whole */
+    memset(&b, 0, sizeof(b));
+    weir_cache_redis_lrange(r, "log", 3, 10, value_cb, &b, NULL);
+    assert_true(run_until(&l, &b.called, 2000));
+    assert_int_equal(b.status, WEIR_REDIS_MISS);
+    for (int i = 0; i < 4; i++) {
+        char item[8];
+        int n = snprintf(item, sizeof(item), "i%d", i);
+        memset(&a, 0, sizeof(a));
+        assert_int_equal(weir_cache_redis_lpush(r, "log", 3, item, (size_t)n, 3, 60000, int_cb, &a, NULL),
+                         WEIR_OK);
+        assert_true(run_until(&l, &a.called, 2000));
+        assert_int_equal(a.status, WEIR_REDIS_OK);
+    }
+    memset(&b, 0, sizeof(b));
+    weir_cache_redis_lrange(r, "log", 3, 10, value_cb, &b, NULL);
+    assert_true(run_until(&l, &b.called, 2000));
+    assert_int_equal(b.status, WEIR_REDIS_OK);
+    {
+        size_t pos = 0, n;
+        const char *item;
+        const char *want[] = {"i3", "i2", "i1"};
+        for (int i = 0; i < 3; i++) {
+            assert_true(weir_redis_list_next(b.data, b.len, &pos, &item, &n));
+            assert_int_equal(n, 2);
+            assert_memory_equal(item, want[i], 2);
+        }
+        assert_false(weir_redis_list_next(b.data, b.len, &pos, &item, &n));
+        pos = 0;                                                        /* a truncated value ends the walk */
+        assert_false(weir_redis_list_next(b.data, 5, &pos, &item, &n)); /* 4 + 2 bytes needed */
+    }
+
     /* TTL: the value goes away */
     memset(&a, 0, sizeof(a));
     weir_cache_redis_set(r, "short", 5, "v", 1, 100, int_cb, &a, NULL);

@@ -152,13 +152,82 @@ static void test_attach_limit(void **st)
     assert_int_equal(r[WEIR_EXCHANGE_MAX_FILTERS].aborts, 0); /* never attached: never called */
 }
 
+static const char *add_lines[4];
+static int add_rc[4];
+
+static int f_head_add(struct weir_exchange *x, void *d, const struct weir_http_msg *m)
+{
+    (void)d;
+    (void)m;
+    for (int i = 0; i < 4 && add_lines[i] != NULL; i++)
+        add_rc[i] = weir_exchange_add_response_field(x, add_lines[i], strlen(add_lines[i]));
+    return WEIR_DECLINED;
+}
+
+static void f_noop(struct weir_exchange *x, void *d)
+{
+    (void)x;
+    (void)d;
+}
+
+static const struct weir_resp_filter filt_add = {"add", f_head_add, NULL, f_noop, f_noop};
+
+/* Fields may be added during on_head only, well-formed lines only, kept
+ * in call order for the head the session sends. */
+static void test_add_response_field(void **st)
+{
+    (void)st;
+    struct weir_session *s = mk();
+    struct weir_exchange *x = (struct weir_exchange *)s;
+    add_lines[0] = "Cache-Status: weir; fwd=miss\r\n";
+    add_lines[1] = "Bad Name: x\r\n";
+    add_lines[2] = "X-Split: a\r\nInjected: b\r\n";
+    add_lines[3] = "X-Two: 2\r\n";
+    assert_int_equal(weir_exchange_add_response_field(x, "X-Early: 1\r\n", 12), WEIR_ERROR);
+    weir_exchange_add_filter(x, &filt_add, NULL);
+    weir_x_filters_head(s, NULL);
+    assert_int_equal(add_rc[0], WEIR_OK);
+    assert_int_equal(add_rc[1], WEIR_ERROR);
+    assert_int_equal(add_rc[2], WEIR_ERROR);
+    assert_int_equal(add_rc[3], WEIR_OK);
+    assert_int_equal(weir_exchange_add_response_field(x, "X-Late: 1\r\n", 11), WEIR_ERROR);
+    assert_int_equal(weir_exchange_add_response_field(x, "X-NoCrlf: 1", 11), WEIR_ERROR);
+    const char want[] = "Cache-Status: weir; fwd=miss\r\nX-Two: 2\r\n";
+    assert_int_equal(s->x->resp_fields.len, sizeof(want) - 1);
+    assert_memory_equal(s->x->resp_fields.p, want, sizeof(want) - 1);
+    done(s);
+}
+
+/* The upstream request head: every field of that name replaced by one,
+ * or removed; bad names and values refused; the head keeps its end. */
+static void test_set_request_field(void **st)
+{
+    (void)st;
+    struct weir_session *s = mk();
+    struct weir_exchange *x = (struct weir_exchange *)s;
+    const char head[] = "GET /a HTTP/1.1\r\nHost: h\r\nif-none-match: \"x\"\r\nAccept: */*\r\n"
+                        "IF-NONE-MATCH: \"y\"\r\nRange: bytes=0-1\r\n\r\n";
+    s->x->uphead = strdup(head);
+    s->x->uphead_len = s->x->uphead_cap = sizeof(head) - 1;
+    assert_int_equal(weir_exchange_set_request_field(x, "If-None-Match", "\"v1\""), WEIR_OK);
+    assert_int_equal(weir_exchange_set_request_field(x, "Range", NULL), WEIR_OK);
+    assert_int_equal(weir_exchange_set_request_field(x, "If-Modified-Since", NULL), WEIR_OK); /* absent */
+    assert_int_equal(weir_exchange_set_request_field(x, "Bad Name", "v"), WEIR_ERROR);
+    assert_int_equal(weir_exchange_set_request_field(x, "X-Split", "a\r\nInjected: b"), WEIR_ERROR);
+    const char want[] = "GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nIf-None-Match: \"v1\"\r\n\r\n";
+    assert_int_equal(s->x->uphead_len, sizeof(want) - 1);
+    assert_memory_equal(s->x->uphead, want, sizeof(want) - 1);
+    s->x->up_ready = 1; /* the request went upstream: too late */
+    assert_int_equal(weir_exchange_set_request_field(x, "X-Late", "1"), WEIR_ERROR);
+    done(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_end_once),
-        cmocka_unit_test(test_abort_on_reset),
-        cmocka_unit_test(test_decline_detaches),
-        cmocka_unit_test(test_attach_limit),
+        cmocka_unit_test(test_end_once),       cmocka_unit_test(test_add_response_field),
+        cmocka_unit_test(test_abort_on_reset), cmocka_unit_test(test_decline_detaches),
+        cmocka_unit_test(test_attach_limit),   cmocka_unit_test(test_set_request_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

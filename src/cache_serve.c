@@ -1,0 +1,320 @@
+/*
+ * cache_serve.c - what the client is told: a response answered from a
+ * stored object (preconditions, Range, Age, Cache-Status), and the
+ * Cache-Status of responses that come from the server (RFC 9211).
+ * Depends on cache_stage.h only.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "weir/cache_stage.h"
+#include "weir/core.h"
+#include "weir/log.h"
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        char *q;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        q = realloc(b->p, cap);
+        if (q == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_fmt(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sb_fmt(struct sbuf *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        sb_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void release_ref(const void *data, size_t len, void *arg)
+{
+    weir_cache_obj_release(arg);
+}
+
+/* Add body bytes [first, last] of o to buf by reference. */
+static int add_body(struct evbuffer *buf, struct weir_cache_obj *o, uint64_t first, uint64_t last)
+{
+    struct weir_cache_cursor cur = {NULL, 0};
+    uint64_t end = last + 1, off = first, len = weir_cache_obj_length(o);
+    const char *p;
+
+    if (end > len)
+        end = len;
+    while (off < end) {
+        size_t k = weir_cache_obj_span(o, &cur, off, end, &p);
+        if (k == 0)
+            return -1;
+        weir_cache_obj_retain(o);
+        if (evbuffer_add_reference(buf, p, k, release_ref, o) != 0) {
+            weir_cache_obj_release(o);
+            return -1;
+        }
+        off += k;
+    }
+    return 0;
+}
+
+/* Stored fields to send (not the ones we set ourselves). */
+static int skip_field(const struct weir_http_header *h, int drop_type)
+{
+    return weir_span_ieq(h->name, h->name_len, "age") ||
+           weir_span_ieq(h->name, h->name_len, "x-request-id") ||
+           (drop_type && weir_span_ieq(h->name, h->name_len, "content-type"));
+}
+
+static void add_fields(struct sbuf *b, const struct weir_cache_obj *o, int only_304, int drop_type)
+{
+    for (size_t i = 0; i < o->nheaders; i++) {
+        const struct weir_http_header *h = &o->headers[i];
+        if (skip_field(h, drop_type) || (only_304 && !weir_cache_304_keeps(h->name, h->name_len)))
+            continue;
+        sb_add(b, h->name, h->name_len);
+        sb_add(b, ": ", 2);
+        sb_add(b, h->value, h->value_len);
+        sb_add(b, "\r\n", 2);
+    }
+}
+
+/*
+ * Answer x from o with this Cache-Status value (NULL: "weir; hit; ttl=N;
+ * detail=" + detail). Evaluates the request's preconditions and Range.
+ * Returns WEIR_OK or WEIR_ERROR (nothing was answered).
+ */
+int cache_serve_cs(struct cx *c, struct weir_cache_obj *o, const struct weir_cache_verdict *v,
+                   const char *detail, const char *cstatus)
+{
+    const struct weir_http_msg *m = c->req;
+    struct sbuf b = {0};
+    struct evbuffer *body = NULL;
+    struct weir_range r[WEIR_RANGE_MAX];
+    size_t nr = 0;
+    int status = o->status, cond, range = WEIR_RANGE_NONE, rc;
+    uint64_t len = weir_cache_obj_length(o);
+    char boundary[40];
+
+    cond = weir_cache_conditional(c->method, m->headers, m->nheaders, o->headers, o->nheaders,
+                                  o->times.response_time);
+    if (cond == WEIR_COND_NOT_MODIFIED)
+        status = 304;
+    else if (cond == WEIR_COND_FAILED)
+        status = 412;
+    else if (o->status == 200)
+        range = weir_cache_range(c->method, m->headers, m->nheaders, o->headers, o->nheaders, len, r, &nr);
+
+    if (status == 412) {
+        if (cstatus != NULL)
+            sb_fmt(&b, "Cache-Status: %s\r\n", cstatus);
+        else
+            sb_fmt(&b, "Cache-Status: weir; hit; detail=%s\r\n", detail);
+        rc = b.oom ? WEIR_ERROR : weir_exchange_respond(c->x, 412, b.p, b.len, NULL);
+        free(b.p);
+        return rc;
+    }
+    add_fields(&b, o, status == 304, range == WEIR_RANGE_MULTI);
+    sb_fmt(&b, "Age: %lld\r\n", (long long)v->age);
+    if (cstatus != NULL)
+        sb_fmt(&b, "Cache-Status: %s\r\n", cstatus);
+    else
+        sb_fmt(&b, "Cache-Status: weir; hit; ttl=%lld; detail=%s\r\n", (long long)v->ttl, detail);
+    if (status != 304) {
+        body = evbuffer_new();
+        if (body == NULL) {
+            free(b.p);
+            return WEIR_ERROR;
+        }
+        if (range == WEIR_RANGE_SINGLE) {
+            status = 206;
+            sb_fmt(&b, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)r[0].first,
+                   (unsigned long long)r[0].last, (unsigned long long)len);
+            if (add_body(body, o, r[0].first, r[0].last) < 0)
+                b.oom = 1;
+        } else if (range == WEIR_RANGE_MULTI) {
+            const struct weir_http_header *ct = weir_cache_obj_header(o, "content-type");
+            status = 206;
+            snprintf(boundary, sizeof(boundary), "weir%016llx",
+                     (unsigned long long)weir_now_us() ^ (uintptr_t)c);
+            sb_fmt(&b, "Content-Type: multipart/byteranges; boundary=%s\r\n", boundary);
+            for (size_t i = 0; i < nr && !b.oom; i++) {
+                char part[512];
+                int pn = snprintf(part, sizeof(part),
+                                  "%s--%s\r\n%s%.*s%sContent-Range: bytes %llu-%llu/%llu\r\n\r\n",
+                                  i ? "\r\n" : "", boundary, ct ? "Content-Type: " : "",
+                                  ct ? (int)(ct->value_len > 200 ? 200 : ct->value_len) : 0,
+                                  ct ? ct->value : "", ct ? "\r\n" : "", (unsigned long long)r[i].first,
+                                  (unsigned long long)r[i].last, (unsigned long long)len);
+                if (evbuffer_add(body, part, (size_t)pn) != 0 || add_body(body, o, r[i].first, r[i].last) < 0)
+                    b.oom = 1;
+            }
+            {
+                char tail[64];
+                int tn = snprintf(tail, sizeof(tail), "\r\n--%s--\r\n", boundary);
+                if (evbuffer_add(body, tail, (size_t)tn) != 0)
+                    b.oom = 1;
+            }
+        } else if (range == WEIR_RANGE_UNSATISFIABLE) {
+            status = 416;
+            sb_fmt(&b, "Content-Range: bytes */%llu\r\n", (unsigned long long)len);
+        } else if (len > 0 && add_body(body, o, 0, len - 1) < 0) {
+            b.oom = 1;
+        }
+    }
+    rc = b.oom ? WEIR_ERROR : weir_exchange_respond(c->x, status, b.p, b.len, body);
+    if (body != NULL)
+        evbuffer_free(body);
+    free(b.p);
+    return rc;
+}
+
+int cache_serve(struct cx *c, struct weir_cache_obj *o, const struct weir_cache_verdict *v,
+                const char *detail)
+{
+    return cache_serve_cs(c, o, v, detail, NULL);
+}
+
+/* Can o answer this request now? Fills v. */
+int cache_usable(struct cx *c, struct weir_cache_obj *o, int64_t lifetime, struct weir_cache_verdict *v)
+{
+    weir_cache_decide(&o->cc, lifetime, &o->times, &c->qcc, cache_now(), v);
+    return v->use == WEIR_USE_FRESH || v->use == WEIR_USE_STALE || v->use == WEIR_USE_STALE_REVALIDATE;
+}
+
+/* Cache-Status of a response that comes from the server (RFC 9211 2). */
+void cache_add_status(struct weir_exchange *x, const char *fwd, int status, int stored, const char *detail)
+{
+    char line[192];
+    int n = snprintf(line, sizeof(line), "Cache-Status: weir; fwd=%s; fwd-status=%d%s%s%s\r\n", fwd, status,
+                     stored ? "; stored" : "", detail ? "; detail=" : "", detail ? detail : "");
+
+    if (n > 0 && (size_t)n < sizeof(line))
+        weir_exchange_add_response_field(x, line, (size_t)n);
+}
+
+/* A filter that only says Cache-Status on a response not stored (HEAD,
+ * no-store, other methods, waiters released to the backend). */
+struct status {
+    const char *fwd, *detail;
+};
+
+static int status_on_head(struct weir_exchange *x, void *fdata, const struct weir_http_msg *m)
+{
+    struct status *st = fdata;
+
+    cache_add_status(x, st->fwd, m->status, 0, st->detail);
+    return WEIR_DECLINED; /* nothing more to see */
+}
+
+static void status_free(struct weir_exchange *x, void *fdata)
+{
+    free(fdata);
+}
+
+static const struct weir_resp_filter status_filter = {"cache-status", status_on_head, NULL, status_free,
+                                                      status_free};
+
+void cache_attach_status(struct weir_exchange *x, const char *fwd, const char *detail)
+{
+    struct status *st = calloc(1, sizeof(*st));
+
+    if (st == NULL)
+        return;
+    st->fwd = fwd;
+    st->detail = detail;
+    if (weir_exchange_add_filter(x, &status_filter, st) != WEIR_OK)
+        free(st);
+}
+
+static int stream_pull(struct weir_exchange *x, void *arg, struct evbuffer *out, size_t max)
+{
+    struct cx *c = arg;
+    struct weir_cache_obj *o = c->sobj;
+    int state = weir_cache_obj_state(o); /* before the length: a final state covers every byte */
+    uint64_t len = weir_cache_obj_length(o), n;
+
+    if (c->ssent < len) {
+        n = len - c->ssent < max ? len - c->ssent : max;
+        if (n > 0 && add_body(out, o, c->ssent, c->ssent + n - 1) < 0)
+            return WEIR_ERROR;
+        c->ssent += n;
+        return WEIR_OK;
+    }
+    /* all there is was sent: abandoned means it will never be complete */
+    return state == WEIR_OBJ_ABANDONED ? WEIR_ERROR : WEIR_OK;
+}
+
+static const struct weir_resp_source stream_source = {stream_pull};
+
+int cache_serve_stream(struct cx *c, struct weir_cache_obj *o, const char *cstatus)
+{
+    const struct weir_http_msg *m = c->req;
+    struct weir_cache_verdict v;
+    struct sbuf b = {0};
+    int rc;
+
+    if (o->expected_len == UINT64_MAX || weir_http_find_header(m, "range") >= 0 ||
+        weir_cache_conditional(c->method, m->headers, m->nheaders, o->headers, o->nheaders,
+                               o->times.response_time) != WEIR_COND_NONE ||
+        !cache_usable(c, o, o->lifetime, &v))
+        return WEIR_DECLINED;
+    if (o->vary_names[0] != '\0') {
+        size_t vl;
+        char *vv = weir_cache_vary_values(o->vary_names, m->headers, m->nheaders, &vl);
+        int same = vv != NULL && vl == o->vary_values_len && memcmp(vv, o->vary_values, vl) == 0;
+        free(vv);
+        if (!same)
+            return WEIR_DECLINED;
+    }
+    add_fields(&b, o, 0, 0);
+    sb_fmt(&b, "Age: %lld\r\n", (long long)v.age);
+    sb_fmt(&b, "Cache-Status: %s\r\n", cstatus);
+    weir_cache_obj_retain(o);
+    c->sobj = o;
+    c->ssent = 0;
+    rc = b.oom
+             ? WEIR_ERROR
+             : weir_exchange_respond_stream(c->x, o->status, b.p, b.len, o->expected_len, &stream_source, c);
+    free(b.p);
+    if (rc != WEIR_OK) {
+        weir_cache_obj_release(o);
+        c->sobj = NULL;
+        return WEIR_DECLINED;
+    }
+    return WEIR_OK;
+}
