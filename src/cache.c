@@ -37,6 +37,7 @@
 #include "weir/cache_fetch.h"
 #include "weir/cache_redis.h"
 #include "weir/cache_rules.h"
+#include "weir/cache_stats.h"
 #include "weir/core.h"
 #include "weir/exchange.h"
 #include "weir/log.h"
@@ -149,6 +150,7 @@ struct cx {
     int polling;                    /* another instance holds it: we wait for L2 */
     uint64_t lease_until_us;
     struct event *poll;
+    struct weir_cache_rstats *rs; /* the route's cache statistics */
 };
 
 struct store {
@@ -159,6 +161,7 @@ struct store {
     int64_t request_time;
     struct flight *flight;
     struct weir_cache_obj *obj;
+    struct weir_cache_rstats *rs;
 };
 
 static const struct weir_resp_filter store_filter;
@@ -676,6 +679,7 @@ static void l2_reply(void *arg, int status, const char *data, size_t len)
         char kbuf[2048];
         size_t kl = l2_key(kbuf, sizeof(kbuf), c->key, NULL, 0);
         count(&c->cw->l2_garbage);
+        weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_L2_GARBAGE);
         weir_log_warn("cache: L2 value for %s refused (%s): deleted", c->key,
                       o == NULL ? weir_cache_decode_error_name(err) : "other key");
         weir_cache_redis_del(c->cw->l2, kbuf, kl, NULL, NULL, NULL);
@@ -725,6 +729,7 @@ static void l2_reply(void *arg, int status, const char *data, size_t len)
     count(&c->cw->hit_l2);
     if (v.use != WEIR_USE_FRESH)
         count(&c->cw->stale_served);
+    weir_cache_stats_result(c->rs, c->cw->id, v.use == WEIR_USE_FRESH ? WEIR_CSR_L2_HIT : WEIR_CSR_L2_STALE);
     flight_end(c->lead, WEIR_OK); /* our waiters find it in L1 */
     c->lead = NULL;
     c->state = CX_DONE;
@@ -769,6 +774,7 @@ static void not_stored(struct store *s, int reason, int status)
     count(&s->cw->not_storable);
     if (reason >= 0 && reason < 16)
         count(&s->cw->not_storable_by[reason]);
+    weir_cache_stats_not_storable(s->rs, s->cw->id, reason);
     if (marks_hfm(reason, status))
         weir_cache_l1_mark_hfm(G.l1, s->key, wall_now() + HFM_SECONDS);
     flight_end(s->flight, WEIR_DECLINED);
@@ -815,6 +821,7 @@ static void store_on_end(struct weir_exchange *x, void *fdata)
     if (s->obj != NULL && weir_cache_obj_finish(s->obj) == WEIR_OK &&
         weir_cache_l1_insert(G.l1, s->obj, wall_now()) != WEIR_ERROR) {
         count(&s->cw->stored);
+        weir_cache_stats_event(s->rs, s->cw->id, WEIR_CSE_STORED);
         l2_store(s->cw, s->obj);
         flight_end(s->flight, WEIR_OK);
     } else {
@@ -858,15 +865,18 @@ static int go_upstream(struct cx *c, int resume)
         c->lead = NULL;
         c->state = CX_DONE;
         if (weir_exchange_respond(c->x, 504, f, sizeof(f) - 1, NULL) == WEIR_OK) {
+            weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_ONLY_IF_CACHED);
             if (resume)
                 weir_exchange_resume(c->x, WEIR_HOOK_ANSWERED);
             return WEIR_HOOK_ANSWERED;
         }
     }
+    weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_MISS);
     if (c->method == WEIR_HTTP_GET && c->req != NULL && !(c->qcc.flags & WEIR_CC_NO_STORE))
         s = calloc(1, sizeof(*s));
     if (s != NULL) {
         s->cw = c->cw;
+        s->rs = c->rs;
         s->url = strdup(c->url);
         s->key = strdup(c->key);
         s->req = c->req;
@@ -915,6 +925,11 @@ static void waiter_wake(struct waiter *w, int timed_out)
             weir_cache_obj_release(hit.obj);
             count(&c->cw->coalesced);
             count(ok ? &c->cw->hit_l1 : &c->cw->stale_served);
+            weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_COALESCED);
+            weir_cache_stats_result(c->rs, c->cw->id,
+                                    !ok                       ? WEIR_CSR_STALE_ERROR
+                                    : v.use == WEIR_USE_FRESH ? WEIR_CSR_L1_HIT
+                                                              : WEIR_CSR_L1_STALE);
             c->state = CX_DONE;
             weir_exchange_resume(c->x, WEIR_HOOK_ANSWERED);
             return;
@@ -923,6 +938,7 @@ static void waiter_wake(struct waiter *w, int timed_out)
     }
     c->state = CX_DONE;
     count(&c->cw->miss);
+    weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_MISS);
     weir_exchange_resume(c->x, WEIR_HOOK_CONTINUE);
 }
 
@@ -963,11 +979,13 @@ static int fetch_timeout_ms(void)
     return ms;
 }
 
-static void store_fetched(struct cache_worker *cw, struct weir_cache_obj *o)
+static void store_fetched(struct cache_worker *cw, struct weir_cache_obj *o, struct weir_cache_rstats *rs)
 {
     count(&cw->revalidated);
-    if (weir_cache_l1_insert(G.l1, o, wall_now()) == WEIR_OK)
+    if (weir_cache_l1_insert(G.l1, o, wall_now()) == WEIR_OK) {
         count(&cw->stored);
+        weir_cache_stats_event(rs, cw->id, WEIR_CSE_STORED);
+    }
     l2_store(cw, o);
 }
 
@@ -979,6 +997,7 @@ struct bg {
     struct flight *f;
     struct weir_cache_fetch *fetch;
     char *url;
+    struct weir_cache_rstats *rs;
 };
 
 static void bg_unlink(struct bg *b)
@@ -995,8 +1014,12 @@ static void bg_done(void *arg, int result, struct weir_cache_obj *o, int status)
     struct bg *b = arg;
 
     bg_unlink(b);
+    weir_cache_stats_event(b->rs, b->cw->id,
+                           result == WEIR_FETCH_NOT_MODIFIED ? WEIR_CSE_REVALIDATED_304
+                           : result == WEIR_FETCH_STORED     ? WEIR_CSE_REVALIDATED_200
+                                                             : -1);
     if (result == WEIR_FETCH_STORED || result == WEIR_FETCH_NOT_MODIFIED)
-        store_fetched(b->cw, o);
+        store_fetched(b->cw, o, b->rs);
     else if (result == WEIR_FETCH_NOT_STORABLE && status != 304)
         weir_cache_l1_purge_url(G.l1, b->url, 0, wall_now()); /* no longer cacheable */
     weir_cache_obj_release(o);
@@ -1016,10 +1039,12 @@ static void start_background(struct cx *c, const struct weir_pool *pool, struct 
     b = calloc(1, sizeof(*b));
     if (b != NULL && (b->url = strdup(c->url)) != NULL) {
         b->cw = c->cw;
+        b->rs = c->rs;
         b->f = f;
         b->fetch = weir_cache_fetch_start(c->cw->base, pool, stale, c->req->headers, c->req->nheaders,
                                           fetch_timeout_ms(), G.max_object_bytes, bg_done, b);
         if (b->fetch != NULL) {
+            weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_ORIGIN_FETCH);
             b->next = c->cw->bgs;
             c->cw->bgs = b;
             return;
@@ -1038,8 +1063,12 @@ static void fg_done(void *arg, int result, struct weir_cache_obj *o, int status)
     char cs[160];
 
     c->fetch = NULL;
+    weir_cache_stats_event(c->rs, c->cw->id,
+                           result == WEIR_FETCH_NOT_MODIFIED ? WEIR_CSE_REVALIDATED_304
+                           : result == WEIR_FETCH_STORED     ? WEIR_CSE_REVALIDATED_200
+                                                             : -1);
     if (result == WEIR_FETCH_STORED || result == WEIR_FETCH_NOT_MODIFIED) {
-        store_fetched(c->cw, o);
+        store_fetched(c->cw, o, c->rs);
         snprintf(cs, sizeof(cs), "weir; fwd=stale; fwd-status=%d; stored; detail=revalidated", status);
         /* just validated with the origin: it answers this request whatever
          * the request's no-cache or max-age asked (RFC 9111 4.3.3) */
@@ -1047,6 +1076,7 @@ static void fg_done(void *arg, int result, struct weir_cache_obj *o, int status)
         weir_cc_init(&none);
         weir_cache_decide(&o->cc, o->lifetime, &o->times, &none, wall_now(), &v);
         if (serve_cs(c, o, &v, "l1", cs) == WEIR_OK) {
+            weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_REVALIDATED);
             weir_cache_obj_release(o);
             flight_end(c->lead, WEIR_OK);
             c->lead = NULL;
@@ -1059,6 +1089,7 @@ static void fg_done(void *arg, int result, struct weir_cache_obj *o, int status)
         c->sv.age = weir_cache_age(&c->stale->times, wall_now());
         if (serve_cs(c, c->stale, &c->sv, "l1", cs) == WEIR_OK) {
             count(&c->cw->stale_served);
+            weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_STALE_ERROR);
             flight_end(c->lead, STALE_OK);
             c->lead = NULL;
             c->state = CX_DONE;
@@ -1109,6 +1140,7 @@ static int revalidate(struct cx *c, const struct weir_pool *pool, struct weir_ca
                                                      fetch_timeout_ms(), G.max_object_bytes, fg_done, c)
                             : NULL;
     if (c->fetch != NULL) {
+        weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_ORIGIN_FETCH);
         c->state = CX_L2;
         return WEIR_HOOK_SUSPENDED;
     }
@@ -1116,6 +1148,7 @@ static int revalidate(struct cx *c, const struct weir_pool *pool, struct weir_ca
     if (v->stale_if_error &&
         serve_cs(c, o, v, "l1", "weir; fwd=stale; fwd-status=503; detail=stale-if-error") == WEIR_OK) {
         count(&c->cw->stale_served);
+        weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_STALE_ERROR);
         flight_end(c->lead, STALE_OK);
         c->lead = NULL;
         c->state = CX_DONE;
@@ -1164,6 +1197,7 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
     }
     c->x = x;
     c->cw = cw;
+    c->rs = weir_cache_stats_for(wid, ri->route->stats);
     c->method = ri->method_id;
     c->url = url;
     c->key = weir_cache_key(ri->method_id, url);
@@ -1186,6 +1220,8 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
             count(&cw->hit_l1);
             if (v.use != WEIR_USE_FRESH)
                 count(&cw->stale_served);
+            weir_cache_stats_result(c->rs, wid,
+                                    v.use == WEIR_USE_FRESH ? WEIR_CSR_L1_HIT : WEIR_CSR_L1_STALE);
             c->state = CX_DONE;
             return WEIR_HOOK_ANSWERED;
         }
@@ -1490,6 +1526,8 @@ int weir_cache_init(const struct weir_conf *conf)
         return -1;
     G.max_object_bytes = conf->cache.max_object_bytes;
     atomic_store(&G.purge_gen, -1);
+    if (weir_cache_stats_init(conf->workers > 0 ? conf->workers : WEIR_MAX_WORKERS) != 0)
+        return -1;
     if (conf->cache.redis.enabled) {
         G.raddress = strdup(conf->cache.redis.address);
         G.rpassword = conf->cache.redis.password ? strdup(conf->cache.redis.password) : NULL;
@@ -1536,6 +1574,7 @@ void weir_cache_worker_start(int id, struct event_base *base)
         if (id == 0 && cw->l2 != NULL)
             cw->sub =
                 weir_cache_redis_sub_new(base, &G.rconf, PURGE_CHAN, on_purge_message, on_subscribed, cw);
+        weir_cache_stats_l2_attach(id, cw->l2);
     }
     G.workers[id] = cw;
 }
@@ -1558,6 +1597,7 @@ void weir_cache_worker_stop(int id)
     }
     weir_cache_redis_sub_free(cw->sub);
     cw->sub = NULL;
+    weir_cache_stats_l2_attach(id, NULL);
     weir_cache_redis_free(cw->l2);
     cw->l2 = NULL;
     event_free(cw->ev);
@@ -1587,6 +1627,7 @@ void weir_cache_shutdown(void)
         G.rules[i].value = NULL;
     }
     G.nrules = G.next_rule = 0;
+    weir_cache_stats_shutdown();
     free(G.raddress);
     free(G.rpassword);
     free(G.rprefix);

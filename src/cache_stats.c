@@ -1,0 +1,337 @@
+/*
+ * cache_stats.c - response cache statistics per route and per tier (see
+ * include/weir/cache_stats.h).
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weir/cache_redis.h"
+#include "weir/cache_stats.h"
+#include "weir/core.h"
+#include "weir/stats.h"
+
+#define NCOUNTERS (WEIR_CSR_N + WEIR_CSE_N + WEIR_CS_REASONS)
+#define SLOTS     64 /* per-worker lookup table (direct mapped) */
+
+/* One worker's counters, on cache lines of their own. */
+struct block {
+    _Alignas(64) _Atomic uint64_t c[NCOUNTERS];
+};
+
+struct weir_cache_rstats {
+    struct weir_cache_rstats *next; /* registry */
+    char *key;
+    struct block *w; /* [nworkers] */
+};
+
+struct slot {
+    const void *route_stats;
+    struct weir_cache_rstats *rs;
+};
+
+static struct {
+    int nworkers;
+    pthread_mutex_t mu; /* registry and L2 attachments */
+    struct weir_cache_rstats *list;
+    struct slot (*slots)[SLOTS]; /* [nworkers][SLOTS] */
+    struct weir_cache_redis *l2[WEIR_MAX_WORKERS];
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+int weir_cache_stats_init(int nworkers)
+{
+    if (nworkers < 1 || nworkers > WEIR_MAX_WORKERS)
+        return -1;
+    pthread_mutex_lock(&S.mu);
+    if (S.nworkers == 0) {
+        S.slots = calloc((size_t)nworkers, sizeof(*S.slots));
+        if (S.slots != NULL)
+            S.nworkers = nworkers;
+    }
+    pthread_mutex_unlock(&S.mu);
+    return S.slots != NULL ? 0 : -1;
+}
+
+void weir_cache_stats_shutdown(void)
+{
+    pthread_mutex_lock(&S.mu);
+    while (S.list != NULL) {
+        struct weir_cache_rstats *rs = S.list;
+        S.list = rs->next;
+        free(rs->key);
+        free(rs->w);
+        free(rs);
+    }
+    free(S.slots);
+    S.slots = NULL;
+    S.nworkers = 0;
+    memset(S.l2, 0, sizeof(S.l2));
+    pthread_mutex_unlock(&S.mu);
+}
+
+/* Under S.mu. */
+static struct weir_cache_rstats *find_locked(const char *key)
+{
+    for (struct weir_cache_rstats *rs = S.list; rs != NULL; rs = rs->next)
+        if (strcmp(rs->key, key) == 0)
+            return rs;
+    return NULL;
+}
+
+static struct weir_cache_rstats *get_locked(const char *key)
+{
+    struct weir_cache_rstats *rs = find_locked(key);
+
+    if (rs != NULL || S.nworkers == 0)
+        return rs;
+    rs = calloc(1, sizeof(*rs));
+    if (rs == NULL)
+        return NULL;
+    rs->key = strdup(key);
+    rs->w = aligned_alloc(64, sizeof(struct block) * (size_t)S.nworkers);
+    if (rs->key == NULL || rs->w == NULL) {
+        free(rs->key);
+        free(rs->w);
+        free(rs);
+        return NULL;
+    }
+    for (int i = 0; i < S.nworkers; i++)
+        for (int k = 0; k < NCOUNTERS; k++)
+            atomic_init(&rs->w[i].c[k], 0);
+    rs->next = S.list;
+    S.list = rs;
+    return rs;
+}
+
+struct weir_cache_rstats *weir_cache_stats_by_key(const char *key)
+{
+    struct weir_cache_rstats *rs;
+
+    if (key == NULL)
+        return NULL;
+    pthread_mutex_lock(&S.mu);
+    rs = get_locked(key);
+    pthread_mutex_unlock(&S.mu);
+    return rs;
+}
+
+struct weir_cache_rstats *weir_cache_stats_find(const char *key)
+{
+    struct weir_cache_rstats *rs;
+
+    if (key == NULL)
+        return NULL;
+    pthread_mutex_lock(&S.mu);
+    rs = find_locked(key);
+    pthread_mutex_unlock(&S.mu);
+    return rs;
+}
+
+struct weir_cache_rstats *weir_cache_stats_for(int worker, const void *route_stats)
+{
+    const char *key;
+    struct slot *sl;
+
+    if (route_stats == NULL || S.slots == NULL)
+        return NULL;
+    key = weir_stats_key(route_stats);
+    if (key == NULL)
+        return NULL;
+    if (worker < 0 || worker >= S.nworkers)
+        return weir_cache_stats_by_key(key);
+    sl = &S.slots[worker][((uintptr_t)route_stats >> 6) % SLOTS];
+    /* The route's stats entity is alive during the request (the snapshot
+     * holds it); an address reused by another entity has another key. */
+    if (sl->route_stats == route_stats && sl->rs != NULL && strcmp(sl->rs->key, key) == 0)
+        return sl->rs;
+    sl->rs = weir_cache_stats_by_key(key);
+    sl->route_stats = sl->rs != NULL ? route_stats : NULL;
+    return sl->rs;
+}
+
+static void add(struct weir_cache_rstats *rs, int worker, int k)
+{
+    _Atomic uint64_t *c;
+
+    if (rs == NULL || worker < 0 || worker >= S.nworkers)
+        return;
+    c = &rs->w[worker].c[k];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+void weir_cache_stats_result(struct weir_cache_rstats *rs, int worker, int result)
+{
+    if (result >= 0 && result < WEIR_CSR_N)
+        add(rs, worker, result);
+}
+
+void weir_cache_stats_event(struct weir_cache_rstats *rs, int worker, int event)
+{
+    if (event >= 0 && event < WEIR_CSE_N)
+        add(rs, worker, WEIR_CSR_N + event);
+}
+
+void weir_cache_stats_not_storable(struct weir_cache_rstats *rs, int worker, int reason)
+{
+    add(rs, worker, WEIR_CSR_N + WEIR_CSE_NOT_STORABLE);
+    if (reason >= 0 && reason < WEIR_CS_REASONS)
+        add(rs, worker, WEIR_CSR_N + WEIR_CSE_N + reason);
+}
+
+static void sum_into(const struct weir_cache_rstats *rs, struct weir_cache_rcounters *out)
+{
+    for (int i = 0; i < S.nworkers; i++) {
+        const _Atomic uint64_t *c = rs->w[i].c;
+        for (int k = 0; k < WEIR_CSR_N; k++)
+            out->results[k] += atomic_load_explicit(&c[k], memory_order_relaxed);
+        for (int k = 0; k < WEIR_CSE_N; k++)
+            out->events[k] += atomic_load_explicit(&c[WEIR_CSR_N + k], memory_order_relaxed);
+        for (int k = 0; k < WEIR_CS_REASONS; k++)
+            out->not_storable_by[k] +=
+                atomic_load_explicit(&c[WEIR_CSR_N + WEIR_CSE_N + k], memory_order_relaxed);
+    }
+}
+
+void weir_cache_stats_read(const struct weir_cache_rstats *rs, struct weir_cache_rcounters *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (rs != NULL)
+        sum_into(rs, out);
+}
+
+void weir_cache_stats_read_all(struct weir_cache_rcounters *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&S.mu);
+    for (const struct weir_cache_rstats *rs = S.list; rs != NULL; rs = rs->next)
+        sum_into(rs, out);
+    pthread_mutex_unlock(&S.mu);
+}
+
+uint64_t weir_cache_stats_hits(const struct weir_cache_rcounters *c)
+{
+    return c->results[WEIR_CSR_L1_HIT] + c->results[WEIR_CSR_L1_STALE] + c->results[WEIR_CSR_L2_HIT] +
+           c->results[WEIR_CSR_L2_STALE];
+}
+
+uint64_t weir_cache_stats_requests(const struct weir_cache_rcounters *c)
+{
+    uint64_t n = 0;
+    for (int k = 0; k < WEIR_CSR_N; k++)
+        n += c->results[k];
+    return n;
+}
+
+uint64_t weir_cache_stats_origin(const struct weir_cache_rcounters *c)
+{
+    return c->results[WEIR_CSR_MISS] + c->events[WEIR_CSE_ORIGIN_FETCH];
+}
+
+static const struct {
+    const char *name, *tier, *kind;
+} result_names[WEIR_CSR_N] = {
+    [WEIR_CSR_L1_HIT] = {"l1_hit", "l1", "hit"},
+    [WEIR_CSR_L1_STALE] = {"l1_stale", "l1", "stale"},
+    [WEIR_CSR_L2_HIT] = {"l2_hit", "l2", "hit"},
+    [WEIR_CSR_L2_STALE] = {"l2_stale", "l2", "stale"},
+    [WEIR_CSR_MISS] = {"miss", "backend", "miss"},
+    [WEIR_CSR_REVALIDATED] = {"revalidated", "backend", "revalidated"},
+    [WEIR_CSR_STALE_ERROR] = {"stale_if_error", "l1", "stale_if_error"},
+    [WEIR_CSR_ONLY_IF_CACHED] = {"only_if_cached", "none", "only_if_cached"},
+};
+
+static const char *const event_names[WEIR_CSE_N] = {
+    [WEIR_CSE_STORED] = "stored",
+    [WEIR_CSE_NOT_STORABLE] = "not_storable",
+    [WEIR_CSE_REVALIDATED_304] = "revalidated_304",
+    [WEIR_CSE_REVALIDATED_200] = "revalidated_200",
+    [WEIR_CSE_COALESCED] = "coalesced",
+    [WEIR_CSE_ORIGIN_FETCH] = "origin_fetches",
+    [WEIR_CSE_L2_GARBAGE] = "l2_garbage",
+};
+
+const char *weir_cache_stats_result_name(int r)
+{
+    return r >= 0 && r < WEIR_CSR_N ? result_names[r].name : "?";
+}
+
+const char *weir_cache_stats_result_tier(int r)
+{
+    return r >= 0 && r < WEIR_CSR_N ? result_names[r].tier : "?";
+}
+
+const char *weir_cache_stats_result_kind(int r)
+{
+    return r >= 0 && r < WEIR_CSR_N ? result_names[r].kind : "?";
+}
+
+const char *weir_cache_stats_event_name(int e)
+{
+    return e >= 0 && e < WEIR_CSE_N ? event_names[e] : "?";
+}
+
+/* ---- L2 clients ---- */
+
+void weir_cache_stats_l2_attach(int worker, void *redis)
+{
+    if (worker < 0 || worker >= WEIR_MAX_WORKERS)
+        return;
+    pthread_mutex_lock(&S.mu);
+    S.l2[worker] = redis;
+    pthread_mutex_unlock(&S.mu);
+}
+
+void weir_cache_stats_l2_read(struct weir_cache_l2_summary *out)
+{
+    memset(out, 0, sizeof(*out));
+    weir_hist_init(&out->latency);
+    pthread_mutex_lock(&S.mu);
+    for (int i = 0; i < WEIR_MAX_WORKERS; i++) {
+        struct weir_redis_stats st;
+        if (S.l2[i] == NULL)
+            continue;
+        weir_cache_redis_stats(S.l2[i], &st);
+        out->clients++;
+        switch (st.state) {
+        case WEIR_REDIS_UP:
+            out->up++;
+            break;
+        case WEIR_REDIS_OPEN:
+            out->open++;
+            break;
+        case WEIR_REDIS_PROBING:
+            out->probing++;
+            break;
+        default:
+            out->connecting++;
+        }
+        out->commands += st.commands;
+        out->ok += st.ok;
+        out->miss += st.miss;
+        out->timeouts += st.timeouts;
+        out->errors += st.errors;
+        out->refused += st.refused;
+        out->late += st.late;
+        out->opens += st.opens;
+        out->connects += st.connects;
+        weir_hist_merge(&out->latency, weir_cache_redis_latency(S.l2[i]));
+    }
+    pthread_mutex_unlock(&S.mu);
+}
+
+const char *weir_cache_stats_l2_state(const struct weir_cache_l2_summary *s)
+{
+    if (s->clients == 0)
+        return "off";
+    if (s->up == s->clients)
+        return "up";
+    if (s->up > 0)
+        return "degraded";
+    if (s->open + s->probing > 0)
+        return "open";
+    return "connecting";
+}
