@@ -52,6 +52,7 @@
 #include "weir/log.h"
 #include "weir/server.h"
 #include "weir/cache.h"
+#include "weir/cache_stats.h"
 
 /* The dashboard page, embedded by src/dashboard_asset.S (.incbin). */
 extern const char weir_dashboard_html[];
@@ -302,6 +303,8 @@ static json_t *route_json(const struct weir_rt *rt, size_t i, uint64_t now_s, in
     oset(o, "pool", json_string(r->pool->name), &bad);
     if (add_counters(o, r->stats, &c, now_s, windows, scratch) != 0)
         bad = 1;
+    if (r->cache) /* cache statistics of the route (admin_cache.c) */
+        oset(o, "cache", weir_admin_cache_route_json(weir_stats_key(r->stats)), &bad);
     if (bad) {
         json_decref(o);
         return NULL;
@@ -365,6 +368,7 @@ json_t *weir_admin_stats_json(const struct weir_rt *rt, int windows, uint64_t no
             bad = 1;
     oset(o, "routes", routes, &bad);
     routes = NULL;
+    oset(o, "cache", weir_admin_cache_stats_json(), &bad); /* tiers (admin_cache.c) */
     if (bad)
         goto err;
     free(scratch);

@@ -274,6 +274,21 @@ const char *weir_cache_stats_event_name(int e)
     return e >= 0 && e < WEIR_CSE_N ? event_names[e] : "?";
 }
 
+/* ---- purged ---- */
+
+static _Atomic uint64_t purged[WEIR_CS_TIERS];
+
+void weir_cache_stats_purged(int tier, uint64_t n)
+{
+    if (tier >= 0 && tier < WEIR_CS_TIERS && n > 0)
+        atomic_fetch_add_explicit(&purged[tier], n, memory_order_relaxed);
+}
+
+uint64_t weir_cache_stats_purged_read(int tier)
+{
+    return tier >= 0 && tier < WEIR_CS_TIERS ? atomic_load_explicit(&purged[tier], memory_order_relaxed) : 0;
+}
+
 /* ---- L2 clients ---- */
 
 void weir_cache_stats_l2_attach(int worker, void *redis)

@@ -98,6 +98,20 @@ const char *weir_cache_stats_result_tier(int result); /* "l1", "l2", "backend" o
 const char *weir_cache_stats_result_kind(int result); /* "hit", "stale", "miss", ... */
 const char *weir_cache_stats_event_name(int event);
 
+/* ---- purged objects, per tier, instance-wide (any thread) ---- */
+enum weir_cs_tier { WEIR_CS_TIER_L1 = 0, WEIR_CS_TIER_L2, WEIR_CS_TIERS };
+void weir_cache_stats_purged(int tier, uint64_t n);
+uint64_t weir_cache_stats_purged_read(int tier);
+
+/* ---- admin exports (admin_cache.c; admin thread) ---- */
+
+/* The "cache" object of a route in /stats (a jansson json_t *; NULL on
+ * allocation failure). */
+struct json_t;
+struct json_t *weir_admin_cache_route_json(const char *route_key);
+/* The instance-wide "cache" object of /stats: L1 and L2. */
+struct json_t *weir_admin_cache_stats_json(void);
+
 /* ---- L2 clients (struct weir_cache_redis of each worker) ---- */
 
 /* Attach (r != NULL) or detach (NULL) worker `worker`'s L2 client. Worker
