@@ -368,7 +368,8 @@ json_t *weir_admin_stats_json(const struct weir_rt *rt, int windows, uint64_t no
             bad = 1;
     oset(o, "routes", routes, &bad);
     routes = NULL;
-    oset(o, "cache", weir_admin_cache_stats_json(), &bad); /* tiers (admin_cache.c) */
+    if (weir_cache_get_l1() != NULL) /* the cache's tiers (admin_cache.c) */
+        oset(o, "cache", weir_admin_cache_stats_json(), &bad);
     if (bad)
         goto err;
     free(scratch);
