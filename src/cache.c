@@ -1576,7 +1576,7 @@ void weir_cache_worker_start(int id, struct event_base *base)
         if (id == 0 && cw->l2 != NULL)
             cw->sub =
                 weir_cache_redis_sub_new(base, &G.rconf, PURGE_CHAN, on_purge_message, on_subscribed, cw);
-        weir_cache_stats_l2_attach(id, cw->l2);
+        weir_cache_stats_l2_attach(id, cw->l2, base);
     }
     G.workers[id] = cw;
 }
@@ -1599,7 +1599,7 @@ void weir_cache_worker_stop(int id)
     }
     weir_cache_redis_sub_free(cw->sub);
     cw->sub = NULL;
-    weir_cache_stats_l2_attach(id, NULL);
+    weir_cache_stats_l2_attach(id, NULL, NULL);
     weir_cache_redis_free(cw->l2);
     cw->l2 = NULL;
     event_free(cw->ev);

@@ -10,13 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "weir/cache_redis.h"
 #include "weir/cache_stats.h"
 #include "weir/core.h"
 #include "weir/stats.h"
 
-#define NCOUNTERS (WEIR_CSR_N + WEIR_CSE_N + WEIR_CS_REASONS)
-#define SLOTS     64 /* per-worker lookup table (direct mapped) */
+#define NCOUNTERS  (WEIR_CSR_N + WEIR_CSE_N + WEIR_CS_REASONS)
+#define SLOTS      64  /* per-worker lookup table (direct mapped) */
+#define L2_TICK_MS 250 /* how often a worker copies its L2 client's counters */
 
 /* One worker's counters, on cache lines of their own. */
 struct block {
@@ -39,7 +42,12 @@ static struct {
     pthread_mutex_t mu; /* registry and L2 attachments */
     struct weir_cache_rstats *list;
     struct slot (*slots)[SLOTS]; /* [nworkers][SLOTS] */
-    struct weir_cache_redis *l2[WEIR_MAX_WORKERS];
+    struct l2slot {
+        struct weir_cache_redis *r; /* latency histogram read here (atomics) */
+        struct event *ev;           /* the worker's timer copying r's counters */
+        int has;                    /* snap taken at least once */
+        struct weir_redis_stats snap;
+    } l2[WEIR_MAX_WORKERS];
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 int weir_cache_stats_init(int nworkers)
@@ -69,6 +77,9 @@ void weir_cache_stats_shutdown(void)
     free(S.slots);
     S.slots = NULL;
     S.nworkers = 0;
+    for (int i = 0; i < WEIR_MAX_WORKERS; i++)
+        if (S.l2[i].ev != NULL)
+            event_free(S.l2[i].ev); /* a worker that never ran its stop */
     memset(S.l2, 0, sizeof(S.l2));
     pthread_mutex_unlock(&S.mu);
 }
@@ -291,13 +302,54 @@ uint64_t weir_cache_stats_purged_read(int tier)
 
 /* ---- L2 clients ---- */
 
-void weir_cache_stats_l2_attach(int worker, void *redis)
+/* On the worker: copy its client's counters for the readers (the client's
+ * own fields are plain, written on that thread only). */
+static void l2_tick(evutil_socket_t fd, short what, void *arg)
 {
+    struct l2slot *sl = arg;
+    struct weir_redis_stats st;
+
+    (void)fd;
+    (void)what;
+    if (sl->r == NULL)
+        return;
+    weir_cache_redis_stats(sl->r, &st);
+    pthread_mutex_lock(&S.mu);
+    sl->snap = st;
+    sl->has = 1;
+    pthread_mutex_unlock(&S.mu);
+}
+
+void weir_cache_stats_l2_attach(int worker, void *redis, struct event_base *base)
+{
+    struct l2slot *sl;
+    struct event *old = NULL;
+
     if (worker < 0 || worker >= WEIR_MAX_WORKERS)
         return;
+    sl = &S.l2[worker];
+    if (redis == NULL || base == NULL) {
+        pthread_mutex_lock(&S.mu);
+        old = sl->ev;
+        memset(sl, 0, sizeof(*sl));
+        pthread_mutex_unlock(&S.mu);
+        if (old != NULL)
+            event_free(old);
+        return;
+    }
     pthread_mutex_lock(&S.mu);
-    S.l2[worker] = redis;
+    old = sl->ev;
+    sl->r = redis;
+    sl->has = 0;
+    sl->ev = event_new(base, -1, EV_PERSIST, l2_tick, sl);
     pthread_mutex_unlock(&S.mu);
+    if (old != NULL)
+        event_free(old);
+    if (sl->ev != NULL) {
+        struct timeval tv = {0, L2_TICK_MS * 1000};
+        event_add(sl->ev, &tv);
+    }
+    l2_tick(-1, 0, sl); /* a first copy now */
 }
 
 void weir_cache_stats_l2_read(struct weir_cache_l2_summary *out)
@@ -306,12 +358,12 @@ void weir_cache_stats_l2_read(struct weir_cache_l2_summary *out)
     weir_hist_init(&out->latency);
     pthread_mutex_lock(&S.mu);
     for (int i = 0; i < WEIR_MAX_WORKERS; i++) {
-        struct weir_redis_stats st;
-        if (S.l2[i] == NULL)
+        const struct l2slot *sl = &S.l2[i];
+        const struct weir_redis_stats *st = &sl->snap;
+        if (sl->r == NULL || !sl->has)
             continue;
-        weir_cache_redis_stats(S.l2[i], &st);
         out->clients++;
-        switch (st.state) {
+        switch (st->state) {
         case WEIR_REDIS_UP:
             out->up++;
             break;
@@ -324,16 +376,16 @@ void weir_cache_stats_l2_read(struct weir_cache_l2_summary *out)
         default:
             out->connecting++;
         }
-        out->commands += st.commands;
-        out->ok += st.ok;
-        out->miss += st.miss;
-        out->timeouts += st.timeouts;
-        out->errors += st.errors;
-        out->refused += st.refused;
-        out->late += st.late;
-        out->opens += st.opens;
-        out->connects += st.connects;
-        weir_hist_merge(&out->latency, weir_cache_redis_latency(S.l2[i]));
+        out->commands += st->commands;
+        out->ok += st->ok;
+        out->miss += st->miss;
+        out->timeouts += st->timeouts;
+        out->errors += st->errors;
+        out->refused += st->refused;
+        out->late += st->late;
+        out->opens += st->opens;
+        out->connects += st->connects;
+        weir_hist_merge(&out->latency, weir_cache_redis_latency(sl->r));
     }
     pthread_mutex_unlock(&S.mu);
 }

@@ -114,9 +114,13 @@ struct json_t *weir_admin_cache_stats_json(void);
 
 /* ---- L2 clients (struct weir_cache_redis of each worker) ---- */
 
-/* Attach (r != NULL) or detach (NULL) worker `worker`'s L2 client. Worker
- * thread at start and stop; serialised with the readers. */
-void weir_cache_stats_l2_attach(int worker, void *redis);
+/* Attach (redis != NULL) or detach (NULL) worker `worker`'s L2 client
+ * (struct weir_cache_redis). Worker thread, at start and at stop. The
+ * client's counters are plain fields written by its worker: a timer on the
+ * worker's `base` copies them every 250 ms for the readers (the latency
+ * histogram is read directly: its fields are atomic). */
+struct event_base;
+void weir_cache_stats_l2_attach(int worker, void *redis, struct event_base *base);
 
 /* L2 over every worker's client. */
 struct weir_cache_l2_summary {
@@ -125,7 +129,8 @@ struct weir_cache_l2_summary {
     uint64_t commands, ok, miss, timeouts, errors, refused, late, opens, connects;
     struct weir_hist latency; /* reply latency (us), all clients merged */
 };
-/* Fill *out (zeroed first). Any thread. */
+/* Fill *out (zeroed first; counters and states as of the workers' last
+ * copies, at most 250 ms old). Any thread. */
 void weir_cache_stats_l2_read(struct weir_cache_l2_summary *out);
 /* "off" (no client), "up" (all up), "degraded" (some up), "open" (none
  * up, a breaker open or probing), "connecting" (none up, none open). */

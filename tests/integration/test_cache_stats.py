@@ -152,6 +152,9 @@ def test_l2_tier_state_and_latency(procs, origin, redis):
     b = procs.weir(**kw)
     assert get(a, "/l2").body == b"shared"
     assert wait_until(lambda: "detail=l2" in (get(b, "/l2").header("Cache-Status") or ""), tf(5), 0.1)
+    # the workers copy their L2 clients' counters every 250 ms
+    assert wait_until(lambda: admin(ap, "GET", "/stats")[1]["cache"]["l2"]["latency"]["count"] >= 1 and
+                      admin(ap, "GET", "/stats")[1]["cache"]["l2"]["state"] == "up", tf(5), 0.05)
     st, j = admin(ap, "GET", "/stats")
     c = route_cache(j, "/")
     assert c["results"]["l2_hit"] == 1 and c["tiers"]["l2"]["hit"] == 1
