@@ -56,6 +56,7 @@
 #include "weir/cache.h"
 #include "weir/tls_stats.h"
 #include "weir/control.h"
+#include "weir/cache_stats.h"
 
 /* The dashboard page, embedded by src/dashboard_asset.S (.incbin). */
 extern const char weir_dashboard_html[];
@@ -306,6 +307,8 @@ static json_t *route_json(const struct weir_rt *rt, size_t i, uint64_t now_s, in
     oset(o, "pool", json_string(r->pool->name), &bad);
     if (add_counters(o, r->stats, &c, now_s, windows, scratch) != 0)
         bad = 1;
+    if (r->cache) /* cache statistics of the route (admin_cache.c) */
+        oset(o, "cache", weir_admin_cache_route_json(weir_stats_key(r->stats)), &bad);
     if (bad) {
         json_decref(o);
         return NULL;
@@ -388,6 +391,8 @@ json_t *weir_admin_stats_json(const struct weir_rt *rt, int windows, uint64_t no
         struct weir_tls_stats_listener l[WEIR_CONTROL_MAX_LISTENS];
         oset(o, "tls", weir_tls_stats_json(l, tls_listeners(rt, l), rt->tls->not_after, time(NULL)), &bad);
     }
+    if (weir_cache_get_l1() != NULL) /* the cache's tiers (admin_cache.c) */
+        oset(o, "cache", weir_admin_cache_stats_json(), &bad);
     if (bad)
         goto err;
     free(scratch);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "weir/autoscale_metrics.h"
+#include "weir/cache_stats.h"
 #include "weir/conf.h"
 #include "weir/server.h"
 #include "weir/stats.h"
@@ -15,6 +16,7 @@
 struct slot {
     int64_t t_ms;
     uint64_t requests, errors;
+    uint64_t cache_requests, cache_hits, origin;
     long inflight;
     int servers, available;
     struct weir_hist *hist; /* owned; allocated on first use */
@@ -93,6 +95,9 @@ void weir_as_series_push(struct weir_as_series *s, const struct weir_as_sample *
     sl->t_ms = x->t_ms;
     sl->requests = x->requests;
     sl->errors = x->errors;
+    sl->cache_requests = x->cache_requests;
+    sl->cache_hits = x->cache_hits;
+    sl->origin = x->origin;
     sl->inflight = x->inflight;
     sl->servers = x->servers;
     sl->available = x->available;
@@ -165,6 +170,14 @@ int weir_as_series_window(const struct weir_as_series *s, int window_ms, struct 
         }
     }
     w->v[WEIR_ASM_INFLIGHT_PER_SERVER] = nips ? ips / nips : 0;
+    w->cache_requests =
+        now->cache_requests > base->cache_requests ? now->cache_requests - base->cache_requests : 0;
+    if (w->cache_requests > 0) {
+        uint64_t h = now->cache_hits > base->cache_hits ? now->cache_hits - base->cache_hits : 0;
+        w->v[WEIR_ASM_CACHE_HIT_RATIO] = h > w->cache_requests ? 1.0 : (double)h / (double)w->cache_requests;
+    }
+    w->v[WEIR_ASM_ORIGIN_RPS] =
+        (double)(now->origin > base->origin ? now->origin - base->origin : 0) / span_s;
     if (w->has_requests) {
         uint64_t e = now->errors > base->errors ? now->errors - base->errors : 0;
         w->v[WEIR_ASM_ERROR_RATE] = e > w->requests ? 1.0 : (double)e / (double)w->requests;
@@ -191,6 +204,11 @@ int weir_as_window_value(const struct weir_as_window *w, int metric, double *out
     case WEIR_ASM_RPS:
     case WEIR_ASM_HEALTHY_SERVERS:
     case WEIR_ASM_INFLIGHT_PER_SERVER:
+    case WEIR_ASM_ORIGIN_RPS:
+        break;
+    case WEIR_ASM_CACHE_HIT_RATIO:
+        if (w->cache_requests == 0)
+            return 0;
         break;
     case WEIR_ASM_RPS_PER_SERVER:
         if (w->v[WEIR_ASM_HEALTHY_SERVERS] <= 0)
@@ -211,6 +229,33 @@ int weir_as_window_value(const struct weir_as_window *w, int metric, double *out
     return 1;
 }
 
+/* The cache and origin counters of pool p: summed over the routes of the
+ * current snapshot whose pool has p's name (p may belong to an older one). */
+static void sample_cache(const struct weir_pool *p, uint64_t now_s, struct weir_as_sample *out)
+{
+    struct weir_rt *rt = weir_rt_current();
+
+    if (rt == NULL)
+        return;
+    for (size_t i = 0; i < rt->nroutes; i++) {
+        const struct weir_route *r = &rt->routes[i];
+        if (r->pool == NULL || r->stats == NULL || strcmp(r->pool->name, p->name) != 0)
+            continue;
+        if (r->cache) {
+            struct weir_cache_rcounters c;
+            weir_cache_stats_read(weir_cache_stats_find(weir_stats_key(r->stats)), &c);
+            out->cache_requests += weir_cache_stats_requests(&c);
+            out->cache_hits += weir_cache_stats_hits(&c);
+            out->origin += weir_cache_stats_origin(&c);
+        } else {
+            struct weir_stats_counters c;
+            weir_stats_read_counters(r->stats, now_s, &c);
+            out->origin += c.requests;
+        }
+    }
+    weir_rt_release(rt);
+}
+
 void weir_as_sample_pool(const struct weir_pool *p, int64_t now_ms, struct weir_hist *scratch,
                          struct weir_as_sample *out)
 {
@@ -226,6 +271,7 @@ void weir_as_sample_pool(const struct weir_pool *p, int64_t now_ms, struct weir_
     if (p->stats != NULL)
         weir_stats_read_latency(p->stats, WEIR_LAT_TOTAL, WEIR_WIN_ALL, now_s, scratch);
     out->hist = scratch;
+    sample_cache(p, now_s, out);
     out->servers = (int)p->set.n;
     for (size_t i = 0; i < p->set.n; i++) {
         const struct weir_server *sv = p->set.v[i];

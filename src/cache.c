@@ -147,6 +147,7 @@ static void l2_reply(void *arg, int status, const char *data, size_t len)
         char kbuf[2048];
         size_t kl = cache_l2_key(kbuf, sizeof(kbuf), c->key, NULL, 0);
         cache_count(&c->cw->l2_garbage);
+        weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_L2_GARBAGE);
         weir_log_warn("cache: L2 value for %s refused (%s): deleted", c->key,
                       o == NULL ? weir_cache_decode_error_name(err) : "other key");
         weir_cache_redis_del(c->cw->l2, kbuf, kl, NULL, NULL, NULL);
@@ -196,6 +197,7 @@ static void l2_reply(void *arg, int status, const char *data, size_t len)
     cache_count(&c->cw->hit_l2);
     if (v.use != WEIR_USE_FRESH)
         cache_count(&c->cw->stale_served);
+    weir_cache_stats_result(c->rs, c->cw->id, v.use == WEIR_USE_FRESH ? WEIR_CSR_L2_HIT : WEIR_CSR_L2_STALE);
     cache_flight_end(c->lead, WEIR_OK); /* our waiters find it in L1 */
     c->lead = NULL;
     c->state = CX_DONE;
@@ -238,6 +240,7 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
     }
     c->x = x;
     c->cw = cw;
+    c->rs = weir_cache_stats_for(cw->id, ri->route->stats);
     c->method = ri->method_id;
     c->url = url;
     c->fwd = "uri-miss";
@@ -262,6 +265,8 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
             cache_count(&cw->hit_l1);
             if (v.use != WEIR_USE_FRESH)
                 cache_count(&cw->stale_served);
+            weir_cache_stats_result(c->rs, cw->id,
+                                    v.use == WEIR_USE_FRESH ? WEIR_CSR_L1_HIT : WEIR_CSR_L1_STALE);
             c->state = CX_DONE;
             return WEIR_HOOK_ANSWERED;
         }
@@ -359,6 +364,8 @@ int weir_cache_init(const struct weir_conf *conf)
         return -1;
     cache_g.max_object_bytes = conf->cache.max_object_bytes;
     atomic_store(&cache_g.purge_gen, -1);
+    if (weir_cache_stats_init(conf->workers > 0 ? conf->workers : WEIR_MAX_WORKERS) != 0)
+        return -1;
     if (conf->cache.redis.enabled) {
         cache_g.raddress = strdup(conf->cache.redis.address);
         cache_g.rpassword = conf->cache.redis.password ? strdup(conf->cache.redis.password) : NULL;
@@ -405,6 +412,7 @@ void weir_cache_worker_start(int id, struct event_base *base)
         if (id == 0 && cw->l2 != NULL)
             cw->sub = weir_cache_redis_sub_new(base, &cache_g.rconf, PURGE_CHAN, cache_on_purge_message,
                                                cache_on_subscribed, cw);
+        weir_cache_stats_l2_attach(id, cw->l2, base);
     }
     cache_g.workers[id] = cw;
 }
@@ -420,6 +428,7 @@ void weir_cache_worker_stop(int id)
     cache_reval_stop(cw);
     weir_cache_redis_sub_free(cw->sub);
     cw->sub = NULL;
+    weir_cache_stats_l2_attach(id, NULL, NULL);
     weir_cache_redis_free(cw->l2);
     cw->l2 = NULL;
     event_free(cw->ev);
@@ -445,6 +454,7 @@ void weir_cache_shutdown(void)
     weir_cache_l1_free(cache_g.l1);
     cache_g.l1 = NULL;
     cache_purge_shutdown();
+    weir_cache_stats_shutdown();
     free(cache_g.raddress);
     free(cache_g.rpassword);
     free(cache_g.rprefix);

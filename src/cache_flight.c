@@ -194,6 +194,9 @@ static int waiter_stream(struct waiter *w)
     if (w->timer != NULL)
         evtimer_del(w->timer);
     cache_count(&c->cw->coalesced);
+    /* coalesced, answered fresh from the leader's object as it arrives */
+    weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_COALESCED);
+    weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_L1_HIT);
     c->state = CX_DONE;
     weir_exchange_resume(c->x, WEIR_HOOK_ANSWERED);
     return 1;
@@ -239,6 +242,11 @@ static void waiter_wake(struct waiter *w, int timed_out)
             weir_cache_obj_release(hit.obj);
             cache_count(&c->cw->coalesced);
             cache_count(ok ? &c->cw->hit_l1 : &c->cw->stale_served);
+            weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_COALESCED);
+            weir_cache_stats_result(c->rs, c->cw->id,
+                                    !ok                       ? WEIR_CSR_STALE_ERROR
+                                    : v.use == WEIR_USE_FRESH ? WEIR_CSR_L1_HIT
+                                                              : WEIR_CSR_L1_STALE);
             c->state = CX_DONE;
             weir_exchange_resume(c->x, WEIR_HOOK_ANSWERED);
             return;
@@ -247,6 +255,7 @@ static void waiter_wake(struct waiter *w, int timed_out)
     }
     c->state = CX_DONE;
     cache_count(&c->cw->miss);
+    weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_MISS);
     cache_attach_status(c->x, c->fwd, timed_out ? "wait-timeout" : "released");
     weir_exchange_resume(c->x, WEIR_HOOK_CONTINUE);
 }

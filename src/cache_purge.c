@@ -247,7 +247,7 @@ void cache_on_purge_message(void *arg, const char *p, size_t n)
     long long g = atomic_load(&cache_g.purge_gen);
     while (g >= 0 && !atomic_compare_exchange_weak(&cache_g.purge_gen, &g, g + 1))
         ;
-    purge_local(kind, value + 1, soft);
+    weir_cache_stats_purged(WEIR_CS_TIER_L1, purge_local(kind, value + 1, soft));
     rule_add(kind[0] == 'u' ? 'u' : kind[0] == 'p' ? 'p' : 't', soft, value + 1, cache_now());
 }
 
@@ -264,6 +264,7 @@ static void gen_reply(void *arg, int status, long long v)
      * can no longer trust */
     if (prev >= 0 && prev != v) {
         size_t n = weir_cache_l1_purge_all(cache_g.l1);
+        weir_cache_stats_purged(WEIR_CS_TIER_L1, n);
         weir_log_warn("cache: purges happened while the purge channel was down: dropped %zu L1 objects", n);
     }
 }
@@ -313,6 +314,7 @@ void weir_cache_purge(const char *kind, const char *value, int soft, weir_cache_
     n = cache_g.ready ? purge_local(kind, value, soft) : 0;
     ml = snprintf(msg, sizeof(msg), "%s %d %s", kind, soft ? 1 : 0, value);
     if (r == NULL || !weir_cache_redis_usable(r) || ml <= 0 || (size_t)ml >= sizeof(msg)) {
+        weir_cache_stats_purged(WEIR_CS_TIER_L1, n); /* else counted when the channel brings it back */
         cb(arg, n, 0, r == NULL);
         return;
     }

@@ -34,11 +34,13 @@ static int fetch_timeout_ms(void)
     return ms;
 }
 
-static void store_fetched(struct cache_worker *cw, struct weir_cache_obj *o)
+static void store_fetched(struct cache_worker *cw, struct weir_cache_obj *o, struct weir_cache_rstats *rs)
 {
     cache_count(&cw->revalidated);
-    if (weir_cache_l1_insert(cache_g.l1, o, cache_now()) == WEIR_OK)
+    if (weir_cache_l1_insert(cache_g.l1, o, cache_now()) == WEIR_OK) {
         cache_count(&cw->stored);
+        weir_cache_stats_event(rs, cw->id, WEIR_CSE_STORED);
+    }
     cache_l2_store(cw, o);
 }
 
@@ -50,6 +52,7 @@ struct bg {
     struct flight *f;
     struct weir_cache_fetch *fetch;
     char *url;
+    struct weir_cache_rstats *rs;
 };
 
 static void bg_unlink(struct bg *b)
@@ -66,8 +69,12 @@ static void bg_done(void *arg, int result, struct weir_cache_obj *o, int status)
     struct bg *b = arg;
 
     bg_unlink(b);
+    weir_cache_stats_event(b->rs, b->cw->id,
+                           result == WEIR_FETCH_NOT_MODIFIED ? WEIR_CSE_REVALIDATED_304
+                           : result == WEIR_FETCH_STORED     ? WEIR_CSE_REVALIDATED_200
+                                                             : -1);
     if (result == WEIR_FETCH_STORED || result == WEIR_FETCH_NOT_MODIFIED)
-        store_fetched(b->cw, o);
+        store_fetched(b->cw, o, b->rs);
     else if (result == WEIR_FETCH_NOT_STORABLE && status != 304)
         weir_cache_l1_purge_url(cache_g.l1, b->url, 0, cache_now()); /* no longer cacheable */
     weir_cache_obj_release(o);
@@ -87,10 +94,12 @@ void cache_start_background(struct cx *c, const struct weir_pool *pool, struct w
     b = calloc(1, sizeof(*b));
     if (b != NULL && (b->url = strdup(c->url)) != NULL) {
         b->cw = c->cw;
+        b->rs = c->rs;
         b->f = f;
         b->fetch = weir_cache_fetch_start(c->cw->base, pool, stale, c->req->headers, c->req->nheaders,
                                           fetch_timeout_ms(), cache_g.max_object_bytes, bg_done, b);
         if (b->fetch != NULL) {
+            weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_ORIGIN_FETCH);
             b->next = c->cw->bgs;
             c->cw->bgs = b;
             return;
@@ -109,8 +118,12 @@ static void fg_done(void *arg, int result, struct weir_cache_obj *o, int status)
     char cs[160];
 
     c->fetch = NULL;
+    weir_cache_stats_event(c->rs, c->cw->id,
+                           result == WEIR_FETCH_NOT_MODIFIED ? WEIR_CSE_REVALIDATED_304
+                           : result == WEIR_FETCH_STORED     ? WEIR_CSE_REVALIDATED_200
+                                                             : -1);
     if (result == WEIR_FETCH_STORED || result == WEIR_FETCH_NOT_MODIFIED) {
-        store_fetched(c->cw, o);
+        store_fetched(c->cw, o, c->rs);
         snprintf(cs, sizeof(cs), "weir; fwd=%s; fwd-status=%d; stored; detail=revalidated", c->fwd, status);
         /* just validated with the origin: it answers this request whatever
          * the request's no-cache or max-age asked (RFC 9111 4.3.3) */
@@ -118,6 +131,7 @@ static void fg_done(void *arg, int result, struct weir_cache_obj *o, int status)
         weir_cc_init(&none);
         weir_cache_decide(&o->cc, o->lifetime, &o->times, &none, cache_now(), &v);
         if (cache_serve_cs(c, o, &v, "l1", cs) == WEIR_OK) {
+            weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_REVALIDATED);
             weir_cache_obj_release(o);
             cache_flight_end(c->lead, WEIR_OK);
             c->lead = NULL;
@@ -130,6 +144,7 @@ static void fg_done(void *arg, int result, struct weir_cache_obj *o, int status)
         c->sv.age = weir_cache_age(&c->stale->times, cache_now());
         if (cache_serve_cs(c, c->stale, &c->sv, "l1", cs) == WEIR_OK) {
             cache_count(&c->cw->stale_served);
+            weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_STALE_ERROR);
             cache_flight_end(c->lead, STALE_OK);
             c->lead = NULL;
             c->state = CX_DONE;
@@ -212,6 +227,7 @@ int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cac
                                                      fetch_timeout_ms(), cache_g.max_object_bytes, fg_done, c)
                             : NULL;
     if (c->fetch != NULL) {
+        weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_ORIGIN_FETCH);
         c->state = CX_L2;
         return WEIR_HOOK_SUSPENDED;
     }
@@ -219,6 +235,7 @@ int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cac
     if (v->stale_if_error &&
         cache_serve_cs(c, o, v, "l1", "weir; fwd=stale; fwd-status=503; detail=stale-if-error") == WEIR_OK) {
         cache_count(&c->cw->stale_served);
+        weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_STALE_ERROR);
         cache_flight_end(c->lead, STALE_OK);
         c->lead = NULL;
         c->state = CX_DONE;

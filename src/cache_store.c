@@ -20,8 +20,27 @@
 #include "weir/core.h"
 #include "weir/log.h"
 
+/* The result of a foreground revalidation sent through the session's
+ * upstream stage, counted once: a 304 that answered or a 200 stored is a
+ * revalidation (one origin fetch); anything else went to the backend as a
+ * miss would. */
+static void reval_count(struct store *s, int event)
+{
+    if (!s->reval_result)
+        return;
+    s->reval_result = 0;
+    if (event < 0) {
+        weir_cache_stats_result(s->rs, s->cw->id, WEIR_CSR_MISS);
+        return;
+    }
+    weir_cache_stats_event(s->rs, s->cw->id, WEIR_CSE_ORIGIN_FETCH);
+    weir_cache_stats_event(s->rs, s->cw->id, event);
+    weir_cache_stats_result(s->rs, s->cw->id, WEIR_CSR_REVALIDATED);
+}
+
 static void store_free(struct store *s)
 {
+    reval_count(s, -1);
     weir_cache_obj_release(s->obj);
     weir_cache_obj_release(s->stale);
     free(s->url);
@@ -57,6 +76,7 @@ static void not_stored(struct store *s, int reason, int status)
     cache_count(&s->cw->not_storable);
     if (reason >= 0 && reason < 16)
         cache_count(&s->cw->not_storable_by[reason]);
+    weir_cache_stats_not_storable(s->rs, s->cw->id, reason);
     if (marks_hfm(reason, status))
         weir_cache_l1_mark_hfm(cache_g.l1, s->key, cache_now() + HFM_SECONDS);
     cache_flight_end(s->flight, WEIR_DECLINED);
@@ -83,8 +103,10 @@ static int revalidated(struct weir_exchange *x, struct store *s, const struct we
         weir_cache_obj_retain(o);
     } else {
         cache_count(&s->cw->revalidated);
-        if (weir_cache_l1_insert(cache_g.l1, o, cache_now()) == WEIR_OK)
+        if (weir_cache_l1_insert(cache_g.l1, o, cache_now()) == WEIR_OK) {
             cache_count(&s->cw->stored);
+            weir_cache_stats_event(s->rs, s->cw->id, WEIR_CSE_STORED);
+        }
         cache_l2_store(s->cw, o);
     }
     /* just validated with the origin: it answers this request whatever the
@@ -97,6 +119,7 @@ static int revalidated(struct weir_exchange *x, struct store *s, const struct we
     weir_cache_obj_release(o);
     if (!ok)
         return 0;
+    reval_count(s, WEIR_CSE_REVALIDATED_304);
     if (s->leased)
         cache_lease_release(s->cw, s->key, 0);
     s->leased = 0;
@@ -130,6 +153,8 @@ static int store_on_head(struct weir_exchange *x, void *fdata, const struct weir
     }
     /* waiters may stream it as it grows (a known length: an object that
      * could outgrow max_object_bytes unannounced is not streamed) */
+    if (m->status == 200)
+        reval_count(s, WEIR_CSE_REVALIDATED_200); /* the new response replaces the stored one */
     if (m->status == 200 && s->obj->expected_len != UINT64_MAX)
         cache_flight_stream(s->flight, s->obj);
     /* "stored" as intended when the head arrives: a body that grows past
@@ -157,6 +182,7 @@ static void store_on_end(struct weir_exchange *x, void *fdata)
     if (s->obj != NULL && weir_cache_obj_finish(s->obj) == WEIR_OK &&
         weir_cache_l1_insert(cache_g.l1, s->obj, cache_now()) != WEIR_ERROR) {
         cache_count(&s->cw->stored);
+        weir_cache_stats_event(s->rs, s->cw->id, WEIR_CSE_STORED);
         cache_l2_store(s->cw, s->obj);
         cache_flight_end(s->flight, WEIR_OK);
     } else {
@@ -200,6 +226,7 @@ int cache_go_upstream(struct cx *c, int resume)
         c->lead = NULL;
         c->state = CX_DONE;
         if (weir_exchange_respond(c->x, 504, f, sizeof(f) - 1, NULL) == WEIR_OK) {
+            weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_ONLY_IF_CACHED);
             if (resume)
                 weir_exchange_resume(c->x, WEIR_HOOK_ANSWERED);
             return WEIR_HOOK_ANSWERED;
@@ -217,6 +244,7 @@ int cache_go_upstream(struct cx *c, int resume)
         if (s->stale != NULL)
             weir_cache_obj_retain(s->stale);
         s->cw = c->cw;
+        s->rs = c->rs;
         s->url = strdup(c->url);
         s->key = strdup(c->key);
         s->req = c->req;
@@ -227,10 +255,14 @@ int cache_go_upstream(struct cx *c, int resume)
         if (s->url == NULL || s->key == NULL || weir_exchange_add_filter(c->x, &store_filter, s) != WEIR_OK) {
             s->flight = NULL;
             store_free(s);
+            s = NULL;
         } else {
-            c->lead = NULL; /* the filter ends the flight */
+            s->reval_result = s->stale != NULL; /* counted from its response */
+            c->lead = NULL;                     /* the filter ends the flight */
         }
     }
+    if (s == NULL || !s->reval_result) /* else its filter counts it: a revalidation, or a miss */
+        weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_MISS);
     cache_flight_end(c->lead, WEIR_DECLINED); /* HEAD, no-store, or no filter: waiters go too */
     c->lead = NULL;
     c->state = CX_DONE;

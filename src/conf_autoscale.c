@@ -33,6 +33,8 @@ static const struct choice metric_choices[] = {
     {"error_rate", WEIR_ASM_ERROR_RATE},
     {"inflight_per_server", WEIR_ASM_INFLIGHT_PER_SERVER},
     {"healthy_servers", WEIR_ASM_HEALTHY_SERVERS},
+    {"cache_hit_ratio", WEIR_ASM_CACHE_HIT_RATIO},
+    {"origin_rps", WEIR_ASM_ORIGIN_RPS},
     {NULL, 0},
 };
 

@@ -30,14 +30,19 @@ struct weir_as_sample {
     int servers;                  /* servers in the pool */
     int available;                /* servers taking requests (state UP) */
     const struct weir_hist *hist; /* cumulative latency; copied */
+    uint64_t cache_requests;      /* cumulative requests on the pool's cache routes */
+    uint64_t cache_hits;          /* cumulative answers from L1/L2 without the backend */
+    uint64_t origin;              /* cumulative requests that reached a backend: cache misses and
+                                     revalidations plus every request of the pool's other routes */
 };
 
 /* Statistics of one window (enum weir_as_metric values in v[]). */
 struct weir_as_window {
     int has_requests; /* at least one request finished in the window */
     uint64_t requests;
-    double span_ms; /* time actually covered */
-    double v[16];   /* indexed by enum weir_as_metric */
+    uint64_t cache_requests; /* on the pool's cache routes, in the window */
+    double span_ms;          /* time actually covered */
+    double v[16];            /* indexed by enum weir_as_metric */
 };
 
 struct weir_as_series;
@@ -65,7 +70,9 @@ int weir_as_series_window(const struct weir_as_series *s, int window_ms, struct 
  * available server). */
 int weir_as_window_value(const struct weir_as_window *w, int metric, double *out);
 
-/* Take a sample of pool p now (reads its stats entity and its servers). */
+/* Take a sample of pool p now (reads its stats entity and its servers, and
+ * the cache statistics of the routes of the current snapshot that use a
+ * pool of p's name). */
 void weir_as_sample_pool(const struct weir_pool *p, int64_t now_ms, struct weir_hist *scratch,
                          struct weir_as_sample *out);
 

@@ -30,6 +30,7 @@
 #include "weir/cache_obj.h"
 #include "weir/cache_redis.h"
 #include "weir/cache_rules.h"
+#include "weir/cache_stats.h"
 #include "weir/exchange.h"
 #include "weir/core.h"
 
@@ -145,6 +146,7 @@ struct cx {
     uint64_t ssent;              /* body bytes of sobj handed to the session */
     const char *fwd;             /* Cache-Status fwd= when it goes upstream (RFC 9211) */
     const char *detail;          /* ... and its detail=, or NULL */
+    struct weir_cache_rstats *rs; /* the route's cache statistics (cache_stats.h) */
 };
 
 struct store {
@@ -159,6 +161,8 @@ struct store {
     struct weir_cache_obj *obj;
     struct cx *cx;                /* the exchange's hook state (alive while filters run) */
     struct weir_cache_obj *stale; /* revalidating this (retained): a 304 answers from it */
+    struct weir_cache_rstats *rs; /* the route's cache statistics */
+    int reval_result;             /* its result is the revalidation's, not counted yet */
 };
 
 /* ---- cache_serve.c ---- */

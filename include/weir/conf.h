@@ -181,6 +181,8 @@ enum weir_as_metric {
     WEIR_ASM_ERROR_RATE,
     WEIR_ASM_INFLIGHT_PER_SERVER,
     WEIR_ASM_HEALTHY_SERVERS,
+    WEIR_ASM_CACHE_HIT_RATIO, /* cache answers / requests of the pool's cache routes (cache_stats.h) */
+    WEIR_ASM_ORIGIN_RPS,      /* requests that reached a backend, per second */
     WEIR_ASM_N
 };
 

@@ -719,9 +719,9 @@ def test_metrics_and_promtool(procs, origin):
     with HttpConn(ap) as c:
         r = c.request("GET", "/metrics", headers=[("Authorization", "Bearer tok")])
     text = r.body.decode()
-    assert 'weir_cache_requests_total{tier="l1",result="hit"} 2' in text
-    assert 'weir_cache_requests_total{tier="backend",result="miss"} 2' in text
-    assert 'weir_cache_not_storable_total{reason="private"} 1' in text
+    assert 'weir_cache_requests_total{route="* /",tier="l1",result="hit"} 2' in text
+    assert 'weir_cache_requests_total{route="* /",tier="backend",result="miss"} 2' in text
+    assert 'weir_cache_not_storable_total{route="* /",reason="private"} 1' in text
     assert "weir_cache_l1_objects 1" in text
     res = promtool_check(text)
     if res is None:

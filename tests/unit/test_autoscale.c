@@ -519,7 +519,7 @@ static void test_names(void **unused)
 {
     for (int m = 0; m < WEIR_ASM_N; m++)
         assert_int_equal(weir_as_metric_find(weir_as_metric_name(m)), m);
-    assert_int_equal(weir_as_metric_find("cache_hit_ratio"), -1);
+    assert_int_equal(weir_as_metric_find("cache_miss_ratio"), -1);
     assert_string_equal(weir_as_reason_name(WEIR_ASR_NOT_CAPACITY_BOUND), "not_capacity_bound");
     assert_string_equal(weir_as_reason_name(WEIR_ASR_FOLLOWER), "follower");
     assert_true(weir_as_metric_is_latency(WEIR_ASM_P95_MS));
