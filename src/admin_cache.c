@@ -27,6 +27,7 @@
 #include "weir/cache_rules.h"
 #include "weir/cache_stats.h"
 #include "weir/histogram.h"
+#include "weir/prom.h"
 #include "weir/runtime.h"
 #include "weir/stats.h"
 
@@ -279,25 +280,12 @@ static void metric(struct evbuffer *out, const char *name, const char *type, con
                         (unsigned long long)v);
 }
 
-/* Label value escaping: backslash, double quote and line feed. */
-static void label(struct evbuffer *out, const char *v)
-{
-    for (; *v != '\0'; v++) {
-        if (*v == '\\' || *v == '"')
-            evbuffer_add_printf(out, "\\%c", *v);
-        else if (*v == '\n')
-            evbuffer_add(out, "\\n", 2);
-        else
-            evbuffer_add(out, v, 1);
-    }
-}
-
 /* name{route="KEY"(,extra)} value */
 static void route_sample(struct evbuffer *out, const char *name, const char *key, const char *extra,
                          uint64_t v)
 {
     evbuffer_add_printf(out, "%s{route=\"", name);
-    label(out, key);
+    weir_prom_label(out, key);
     evbuffer_add_printf(out, "\"%s%s} %llu\n", extra ? "," : "", extra ? extra : "", (unsigned long long)v);
 }
 
