@@ -371,9 +371,21 @@ int weir_cache_l1_mark_hfm(struct weir_cache_l1 *l1, const char *key, int64_t un
 {
     uint64_t h = hash_key(key);
     struct l1_stripe *s = stripe_of(l1, h);
-    struct l1_entry *e, *next, *n = calloc(1, sizeof(*n));
+    struct l1_entry *e, *next, *n;
     struct dropped d = {NULL};
 
+    /* renewing a mark (every request of an uncacheable URL does): in place */
+    pthread_mutex_lock(&s->mu);
+    for (e = s->buckets[h & (s->nbuckets - 1)]; e != NULL; e = e->hnext)
+        if (e->obj == NULL && e->hash == h && strcmp(e->key, key) == 0) {
+            e->expires = until;
+            lru_unlink(s, e);
+            lru_push_front(s, e);
+            pthread_mutex_unlock(&s->mu);
+            return WEIR_OK;
+        }
+    pthread_mutex_unlock(&s->mu);
+    n = calloc(1, sizeof(*n));
     if (n == NULL || (n->key = strdup(key)) == NULL) {
         free(n);
         return WEIR_ERROR;

@@ -213,7 +213,6 @@ char *weir_cache_vary_values(const char *names, const struct weir_http_header *r
 
 char *weir_cache_url(const char *scheme, const char *host, size_t host_len, const char *path, size_t path_len)
 {
-    struct buf b = {0};
     size_t i, hl = host_len;
     const char *colon = NULL;
 
@@ -232,28 +231,40 @@ char *weir_cache_url(const char *scheme, const char *host, size_t host_len, cons
     }
     if (hl > 0 && host[hl - 1] == '.') /* "example.com." is "example.com" */
         hl--;
-    buf_add(&b, scheme, strlen(scheme));
-    buf_add(&b, "://", 3);
-    for (i = 0; i < hl; i++) {
-        char c = (char)weir_lower((unsigned char)host[i]);
-        buf_add(&b, &c, 1);
-    }
+    /* one allocation of the exact size: every request of a cache route
+     * builds its URL */
+    size_t sl = strlen(scheme), n = sl + 3 + hl + (path_len == 0 ? 1 : path_len);
+    char *u = malloc(n + 1), *q = u;
+    if (u == NULL)
+        return NULL;
+    memcpy(q, scheme, sl);
+    memcpy(q + sl, "://", 3);
+    q += sl + 3;
+    for (i = 0; i < hl; i++)
+        *q++ = (char)weir_lower((unsigned char)host[i]);
     if (path_len == 0)
-        buf_add(&b, "/", 1);
-    else
-        buf_add(&b, path, path_len);
-    return buf_take(&b, NULL);
+        *q++ = '/';
+    else {
+        memcpy(q, path, path_len);
+        q += path_len;
+    }
+    *q = '\0';
+    return u;
 }
 
 char *weir_cache_key(int method, const char *url)
 {
-    struct buf b = {0};
+    size_t n;
+    char *k;
 
     if (method != WEIR_HTTP_GET && method != WEIR_HTTP_HEAD)
         return NULL;
-    buf_add(&b, "GET ", 4);
-    buf_add(&b, url, strlen(url));
-    return buf_take(&b, NULL);
+    n = strlen(url);
+    if ((k = malloc(n + 5)) == NULL)
+        return NULL;
+    memcpy(k, "GET ", 4);
+    memcpy(k + 4, url, n + 1);
+    return k;
 }
 
 /* ---- entity tags and conditionals ------------------------------------------ */

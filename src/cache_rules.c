@@ -720,8 +720,8 @@ static int64_t header_date(const struct weir_http_header *h, size_t n, const cha
 /* ---- storing ------------------------------------------------------------------------ */
 
 static const char *const reason_names[WEIR_STORE_REASONS] = {
-    "ok",         "method",    "status",       "request_no_store", "no_store", "private", "authorization",
-    "set_cookie", "vary_star", "no_freshness", "must_understand",
+    "ok",         "method",    "status",       "request_no_store", "no_store",    "private", "authorization",
+    "set_cookie", "vary_star", "no_freshness", "must_understand",  "never_fresh",
 };
 
 const char *weir_cache_store_reason_name(int reason)
@@ -802,6 +802,23 @@ static int vary_has_star(const struct weir_http_header *h, size_t n)
             weir_http_list_has(h[i].value, h[i].value_len, "*"))
             return 1;
     return 0;
+}
+
+int weir_cache_worth_storing(const struct weir_http_header *h, size_t n, const struct weir_cc *rcc)
+{
+    int64_t life = rcc->s_maxage != WEIR_CC_UNSET ? rcc->s_maxage : rcc->max_age;
+
+    if (find(h, n, "etag") != NULL || find(h, n, "last-modified") != NULL)
+        return WEIR_STORE_OK;
+    if (rcc->flags & WEIR_CC_NO_CACHE)
+        return WEIR_STORE_NEVER_FRESH; /* always revalidated, with nothing to revalidate with */
+    if ((rcc->flags & WEIR_CC_BAD_FRESHNESS) == 0 &&
+        (life > 0 ||
+         (life == WEIR_CC_UNSET && !(rcc->flags & WEIR_CC_TARGETED) && find(h, n, "expires") != NULL)))
+        return WEIR_STORE_OK;
+    if ((rcc->swr != WEIR_CC_UNSET && rcc->swr > 0) || (rcc->sie != WEIR_CC_UNSET && rcc->sie > 0))
+        return WEIR_STORE_OK; /* stale-while-revalidate / stale-if-error may still answer */
+    return WEIR_STORE_NEVER_FRESH;
 }
 
 int weir_cache_storable(int req_method, const struct weir_http_header *req, size_t nreq, int status,

@@ -19,39 +19,13 @@
 
 #include "weir/cache_stage.h"
 #include "weir/core.h"
+#include "weir/http_msg.h"
 #include "weir/log.h"
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
+/* A rarely used field (ranges): formatted, then added. */
+static void sb_fmt(struct weir_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        char *q;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        q = realloc(b->p, cap);
-        if (q == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_fmt(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sb_fmt(struct sbuf *b, const char *fmt, ...)
+static void sb_fmt(struct weir_sbuf *b, const char *fmt, ...)
 {
     char tmp[256];
     va_list ap;
@@ -61,7 +35,40 @@ static void sb_fmt(struct sbuf *b, const char *fmt, ...)
     n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     if (n > 0)
-        sb_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+        weir_sbuf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void sb_i64(struct weir_sbuf *b, int64_t v)
+{
+    if (v < 0)
+        WEIR_SBUF_LIT(b, "-");
+    weir_sbuf_u64(b, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+}
+
+/* "Age: N" and the Cache-Status field of an answer from the cache: cstatus,
+ * or "weir; hit; ttl=N; detail=" + detail (no ttl when ttl is NULL). */
+static void add_age_status(struct weir_sbuf *b, const int64_t *age, const char *cstatus, const int64_t *ttl,
+                           const char *detail)
+{
+    if (age != NULL) {
+        WEIR_SBUF_LIT(b, "Age: ");
+        sb_i64(b, *age);
+        WEIR_SBUF_LIT(b, "\r\n");
+    }
+    WEIR_SBUF_LIT(b, "Cache-Status: ");
+    if (cstatus != NULL) {
+        weir_sbuf_str(b, cstatus);
+    } else {
+        WEIR_SBUF_LIT(b, "weir; hit; ");
+        if (ttl != NULL) {
+            WEIR_SBUF_LIT(b, "ttl=");
+            sb_i64(b, *ttl);
+            WEIR_SBUF_LIT(b, "; ");
+        }
+        WEIR_SBUF_LIT(b, "detail=");
+        weir_sbuf_str(b, detail);
+    }
+    WEIR_SBUF_LIT(b, "\r\n");
 }
 
 static void release_ref(const void *data, size_t len, void *arg)
@@ -100,16 +107,22 @@ static int skip_field(const struct weir_http_header *h, int drop_type)
            (drop_type && weir_span_ieq(h->name, h->name_len, "content-type"));
 }
 
-static void add_fields(struct sbuf *b, const struct weir_cache_obj *o, int only_304, int drop_type)
+/* The stored fields, into b grown once (with room for what the caller adds). */
+static void add_fields(struct weir_sbuf *b, const struct weir_cache_obj *o, int only_304, int drop_type)
 {
+    size_t need = 256;
+    for (size_t i = 0; i < o->nheaders; i++)
+        need += o->headers[i].name_len + o->headers[i].value_len + 4;
+    if (b->len + need > b->cap && weir_sbuf_grow(b, need) != 0)
+        return;
     for (size_t i = 0; i < o->nheaders; i++) {
         const struct weir_http_header *h = &o->headers[i];
         if (skip_field(h, drop_type) || (only_304 && !weir_cache_304_keeps(h->name, h->name_len)))
             continue;
-        sb_add(b, h->name, h->name_len);
-        sb_add(b, ": ", 2);
-        sb_add(b, h->value, h->value_len);
-        sb_add(b, "\r\n", 2);
+        weir_sbuf_add(b, h->name, h->name_len);
+        WEIR_SBUF_LIT(b, ": ");
+        weir_sbuf_add(b, h->value, h->value_len);
+        WEIR_SBUF_LIT(b, "\r\n");
     }
 }
 
@@ -122,7 +135,7 @@ int cache_serve_cs(struct cx *c, struct weir_cache_obj *o, const struct weir_cac
                    const char *detail, const char *cstatus)
 {
     const struct weir_http_msg *m = c->req;
-    struct sbuf b = {0};
+    struct weir_sbuf b = {0};
     struct evbuffer *body = NULL;
     struct weir_range r[WEIR_RANGE_MAX];
     size_t nr = 0;
@@ -140,24 +153,17 @@ int cache_serve_cs(struct cx *c, struct weir_cache_obj *o, const struct weir_cac
         range = weir_cache_range(c->method, m->headers, m->nheaders, o->headers, o->nheaders, len, r, &nr);
 
     if (status == 412) {
-        if (cstatus != NULL)
-            sb_fmt(&b, "Cache-Status: %s\r\n", cstatus);
-        else
-            sb_fmt(&b, "Cache-Status: weir; hit; detail=%s\r\n", detail);
+        add_age_status(&b, NULL, cstatus, NULL, detail);
         rc = b.oom ? WEIR_ERROR : weir_exchange_respond(c->x, 412, b.p, b.len, NULL);
-        free(b.p);
+        weir_sbuf_free(&b);
         return rc;
     }
     add_fields(&b, o, status == 304, range == WEIR_RANGE_MULTI);
-    sb_fmt(&b, "Age: %lld\r\n", (long long)v->age);
-    if (cstatus != NULL)
-        sb_fmt(&b, "Cache-Status: %s\r\n", cstatus);
-    else
-        sb_fmt(&b, "Cache-Status: weir; hit; ttl=%lld; detail=%s\r\n", (long long)v->ttl, detail);
+    add_age_status(&b, &v->age, cstatus, &v->ttl, detail);
     if (status != 304) {
         body = evbuffer_new();
         if (body == NULL) {
-            free(b.p);
+            weir_sbuf_free(&b);
             return WEIR_ERROR;
         }
         if (range == WEIR_RANGE_SINGLE) {
@@ -199,7 +205,7 @@ int cache_serve_cs(struct cx *c, struct weir_cache_obj *o, const struct weir_cac
     rc = b.oom ? WEIR_ERROR : weir_exchange_respond(c->x, status, b.p, b.len, body);
     if (body != NULL)
         evbuffer_free(body);
-    free(b.p);
+    weir_sbuf_free(&b);
     return rc;
 }
 
@@ -219,12 +225,27 @@ int cache_usable(struct cx *c, struct weir_cache_obj *o, int64_t lifetime, struc
 /* Cache-Status of a response that comes from the server (RFC 9211 2). */
 void cache_add_status(struct weir_exchange *x, const char *fwd, int status, int stored, const char *detail)
 {
-    char line[192];
-    int n = snprintf(line, sizeof(line), "Cache-Status: weir; fwd=%s; fwd-status=%d%s%s%s\r\n", fwd, status,
-                     stored ? "; stored" : "", detail ? "; detail=" : "", detail ? detail : "");
+    char line[192], *q = line;
+    size_t fl = strlen(fwd), dl = detail != NULL ? strlen(detail) : 0;
 
-    if (n > 0 && (size_t)n < sizeof(line))
-        weir_exchange_add_response_field(x, line, (size_t)n);
+    if (fl + dl > 100 || status < 0 || status > 999)
+        return;
+#define PUT(s, n) (memcpy(q, (s), (n)), q += (n))
+    PUT("Cache-Status: weir; fwd=", 24);
+    PUT(fwd, fl);
+    PUT("; fwd-status=", 13);
+    *q++ = (char)('0' + status / 100);
+    *q++ = (char)('0' + status / 10 % 10);
+    *q++ = (char)('0' + status % 10);
+    if (stored)
+        PUT("; stored", 8);
+    if (detail != NULL) {
+        PUT("; detail=", 9);
+        PUT(detail, dl);
+    }
+    PUT("\r\n", 2);
+#undef PUT
+    weir_exchange_add_response_field(x, line, (size_t)(q - line));
 }
 
 /* A filter that only says Cache-Status on a response not stored (HEAD,
@@ -285,7 +306,7 @@ int cache_serve_stream(struct cx *c, struct weir_cache_obj *o, const char *cstat
 {
     const struct weir_http_msg *m = c->req;
     struct weir_cache_verdict v;
-    struct sbuf b = {0};
+    struct weir_sbuf b = {0};
     int rc;
 
     if (o->expected_len == UINT64_MAX || weir_http_find_header(m, "range") >= 0 ||
@@ -302,15 +323,14 @@ int cache_serve_stream(struct cx *c, struct weir_cache_obj *o, const char *cstat
             return WEIR_DECLINED;
     }
     add_fields(&b, o, 0, 0);
-    sb_fmt(&b, "Age: %lld\r\n", (long long)v.age);
-    sb_fmt(&b, "Cache-Status: %s\r\n", cstatus);
+    add_age_status(&b, &v.age, cstatus, NULL, NULL);
     weir_cache_obj_retain(o);
     c->sobj = o;
     c->ssent = 0;
     rc = b.oom
              ? WEIR_ERROR
              : weir_exchange_respond_stream(c->x, o->status, b.p, b.len, o->expected_len, &stream_source, c);
-    free(b.p);
+    weir_sbuf_free(&b);
     if (rc != WEIR_OK) {
         weir_cache_obj_release(o);
         c->sobj = NULL;

@@ -58,6 +58,7 @@ static int marks_hfm(int reason, int status)
     case WEIR_STORE_SET_COOKIE:
     case WEIR_STORE_VARY_STAR:
     case WEIR_STORE_NO_FRESHNESS:
+    case WEIR_STORE_NEVER_FRESH:
     case WEIR_STORE_MUST_UNDERSTAND:
     case REASON_TOO_BIG:
         return 1;
@@ -139,6 +140,8 @@ static int store_on_head(struct weir_exchange *x, void *fdata, const struct weir
     weir_cc_response(&rcc, m->headers, m->nheaders);
     reason = weir_cache_storable(WEIR_HTTP_GET, s->req->headers, s->req->nheaders, m->status, m->headers,
                                  m->nheaders, &rcc);
+    if (reason == WEIR_STORE_OK)
+        reason = weir_cache_worth_storing(m->headers, m->nheaders, &rcc);
     if (reason != WEIR_STORE_OK) {
         cache_add_status(x, s->fwd, m->status, 0, s->detail);
         not_stored(s, reason, m->status);

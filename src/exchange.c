@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -253,6 +255,7 @@ static void x_free(struct weir_xstate *x)
 {
     free(x->uphead);
     free(x->lf);
+    weir_sbuf_free(&x->resp_fields);
     free(x);
 }
 
@@ -314,13 +317,18 @@ void weir_x_reset(struct weir_session *s)
         weir_rt_release(x->rt);
     free(x->up_proto);
     free(x->location);
-    weir_sbuf_free(&x->resp_fields);
+    struct weir_sbuf fields = x->resp_fields; /* kept below when small */
+    x->resp_fields = (struct weir_sbuf){0};
     free(x->reqcopy);
     free(x->reqmsg);
     free(x->host_copy);
     free(x->target_copy);
     s->x = NULL;
     struct x_cache *c = x_cache_get();
+    if (c == NULL || c->n == X_CACHE_MAX || fields.cap > X_KEEP_BUF) {
+        weir_sbuf_free(&fields);
+        fields = (struct weir_sbuf){0};
+    }
     if (c == NULL || c->n == X_CACHE_MAX) {
         x_free(x);
         return;
@@ -338,6 +346,8 @@ void weir_x_reset(struct weir_session *s)
     x->uphead_cap = uphead_cap;
     x->lf = lf;
     x->lf_cap = lf_cap;
+    x->resp_fields.p = fields.p;
+    x->resp_fields.cap = fields.cap;
     c->x[c->n++] = x;
 }
 
@@ -391,8 +401,9 @@ int weir_exchange_add_filter(struct weir_exchange *x, const struct weir_resp_fil
 
 static int tchar(unsigned char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    /* RFC 9110 tchar: letters, digits and !#$%&'*+-.^_`|~ (a bitmap per 32 codes) */
+    static const uint32_t map[8] = {0, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff};
+    return (map[c >> 5] >> (c & 31)) & 1;
 }
 
 /* One "Name: value\r\n" line: a token, a colon, a value of visible
@@ -406,9 +417,20 @@ static int field_line_ok(const char *p, size_t n)
         i++;
     if (i == 0 || i >= n - 2 || p[i] != ':')
         return 0;
-    for (i++; i < n - 2; i++) {
+    /* no CTL but HTAB in the value (CR, LF and NUL included); every
+     * Cache-Status line of a cache route comes through here, so 8 bytes at
+     * a time: a word with no byte below 0x20 and no 0x7f is skipped whole */
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    for (i++; i + 8 <= n - 2; i += 8) {
+        uint64_t w, d;
+        memcpy(&w, p + i, 8);
+        d = ((w - 0x20 * ones) | ((w ^ 0x7f * ones) - ones)) & ~w & highs;
+        if (d != 0)
+            break; /* a suspect byte: judge this word byte by byte */
+    }
+    for (; i < n - 2; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c == '\r' || c == '\n' || c == 0 || c == 0x7f || (c < 0x20 && c != '\t'))
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
             return 0;
     }
     return 1;
@@ -564,6 +586,36 @@ int weir_x_stream(struct weir_session *s)
     return WEIR_DONE;
 }
 
+/* Move p from the head at `from` to its copy at `to` (n bytes); 0 when p
+ * points outside that head (the copy cannot be made by moving). */
+static int rebase(const char **p, const char *from, size_t n, const char *to)
+{
+    uintptr_t a = (uintptr_t)*p, b = (uintptr_t)from;
+    if (*p == NULL)
+        return 1;
+    if (a < b || a > b + n)
+        return 0;
+    *p = to + (a - b);
+    return 1;
+}
+
+/* Copy the parsed head m of the bytes at head: the parse result moved
+ * onto the copy, without parsing again. 0 when some field does not point
+ * into the head. */
+static int copy_msg(struct weir_http_msg *dst, char *copy, const struct weir_http_msg *m, const char *head)
+{
+    size_t n = m->head_len;
+    memcpy(dst, m, offsetof(struct weir_http_msg, headers));
+    memcpy(dst->headers, m->headers, m->nheaders * sizeof(m->headers[0]));
+    memcpy(&dst->nheaders, &m->nheaders, sizeof(*dst) - offsetof(struct weir_http_msg, nheaders));
+    int ok = rebase(&dst->method, head, n, copy) && rebase(&dst->target, head, n, copy) &&
+             rebase(&dst->path, head, n, copy) && rebase(&dst->authority, head, n, copy) &&
+             rebase(&dst->reason, head, n, copy);
+    for (size_t i = 0; ok && i < dst->nheaders; i++)
+        ok = rebase(&dst->headers[i].name, head, n, copy) && rebase(&dst->headers[i].value, head, n, copy);
+    return ok;
+}
+
 const struct weir_http_msg *weir_exchange_request(struct weir_exchange *x)
 {
     struct weir_session *s = (struct weir_session *)x;
@@ -580,11 +632,13 @@ const struct weir_http_msg *weir_exchange_request(struct weir_exchange *x)
         return NULL;
     }
     memcpy(copy, s->x->head_p, m->head_len);
-    weir_http_msg_reset(msg);
-    if (weir_http_parse_request(copy, m->head_len, m->head_len + 1, msg) != WEIR_OK) {
-        free(copy);
-        free(msg);
-        return NULL;
+    if (!copy_msg(msg, copy, m, s->x->head_p)) {
+        weir_http_msg_reset(msg);
+        if (weir_http_parse_request(copy, m->head_len, m->head_len + 1, msg) != WEIR_OK) {
+            free(copy);
+            free(msg);
+            return NULL;
+        }
     }
     s->x->reqcopy = copy;
     s->x->reqmsg = msg;

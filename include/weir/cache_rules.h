@@ -125,6 +125,7 @@ enum weir_cache_store_reason {
     WEIR_STORE_VARY_STAR,       /* Vary: * can never be matched */
     WEIR_STORE_NO_FRESHNESS,    /* no explicit freshness and the status is not heuristically cacheable */
     WEIR_STORE_MUST_UNDERSTAND, /* must-understand with a status we do not understand */
+    WEIR_STORE_NEVER_FRESH,     /* could never answer a request: see weir_cache_storable() */
     WEIR_STORE_REASONS
 };
 
@@ -139,6 +140,19 @@ const char *weir_cache_store_reason_name(int reason);
  */
 int weir_cache_storable(int req_method, const struct weir_http_header *req, size_t nreq, int status,
                         const struct weir_http_header *resp, size_t nresp, const struct weir_cc *rcc);
+
+/*
+ * Is a storable response worth storing? One that is never fresh (no
+ * s-maxage, max-age or Expires giving it a lifetime above 0, or no-cache),
+ * carries no validator (ETag, Last-Modified) and no stale-while-revalidate /
+ * stale-if-error window could not answer any request without a full fetch
+ * from the origin: RFC 9111 lets a cache store it (a 200 is heuristically
+ * cacheable), but storing it would only cost a copy per request. Returns
+ * WEIR_STORE_NEVER_FRESH for such a response, else WEIR_STORE_OK. An
+ * Expires date is not judged here (that needs the times): any Expires
+ * counts as a lifetime.
+ */
+int weir_cache_worth_storing(const struct weir_http_header *resp, size_t nresp, const struct weir_cc *rcc);
 
 /* 1 when the status is heuristically cacheable (RFC 9110 §15.1). */
 int weir_cache_status_heuristic(int status);

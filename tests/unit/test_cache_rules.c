@@ -393,6 +393,49 @@ static void test_storable(void **state)
     assert_int_equal(storable(WEIR_HTTP_GET, &r, 200, &ok), WEIR_STORE_REQ_NO_STORE);
 }
 
+static int worth(struct hs *resp)
+{
+    struct weir_cc cc;
+
+    weir_cc_response(&cc, resp->h, resp->n);
+    return weir_cache_worth_storing(resp->h, resp->n, &cc);
+}
+
+/* Storable by the RFC but never able to answer a request: not worth a copy. */
+static void test_worth_storing(void **state)
+{
+    struct hs r = hdrs(NULL);
+
+    assert_int_equal(worth(&r), WEIR_STORE_NEVER_FRESH); /* no freshness, no validator */
+    r = hdrs("Cache-Control: max-age=60", NULL);
+    assert_int_equal(worth(&r), WEIR_STORE_OK);
+    r = hdrs("Cache-Control: max-age=0", NULL);
+    assert_int_equal(worth(&r), WEIR_STORE_NEVER_FRESH);
+    r = hdrs("Cache-Control: max-age=60, s-maxage=0", NULL); /* a shared cache uses s-maxage */
+    assert_int_equal(worth(&r), WEIR_STORE_NEVER_FRESH);
+    r = hdrs("Cache-Control: s-maxage=30", NULL);
+    assert_int_equal(worth(&r), WEIR_STORE_OK);
+    r = hdrs("Cache-Control: max-age=0", "ETag: \"a\"", NULL); /* revalidated with a 304 */
+    assert_int_equal(worth(&r), WEIR_STORE_OK);
+    r = hdrs("Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT", NULL); /* heuristic, validator */
+    assert_int_equal(worth(&r), WEIR_STORE_OK);
+    r = hdrs("Cache-Control: no-cache, max-age=60", NULL); /* always revalidated, nothing to send */
+    assert_int_equal(worth(&r), WEIR_STORE_NEVER_FRESH);
+    r = hdrs("Cache-Control: no-cache", "ETag: \"a\"", NULL);
+    assert_int_equal(worth(&r), WEIR_STORE_OK);
+    r = hdrs("Cache-Control: max-age=0, stale-if-error=60", NULL); /* a failing origin gets it */
+    assert_int_equal(worth(&r), WEIR_STORE_OK);
+    r = hdrs("Cache-Control: max-age=0, stale-while-revalidate=60", NULL);
+    assert_int_equal(worth(&r), WEIR_STORE_OK);
+    r = hdrs("Expires: Sun, 06 Nov 2094 08:49:37 GMT", NULL);
+    assert_int_equal(worth(&r), WEIR_STORE_OK);
+    r = hdrs("Cache-Control: max-age=60, max-age=30", NULL); /* conflicting: stale at once */
+    assert_int_equal(worth(&r), WEIR_STORE_NEVER_FRESH);
+    r = hdrs("CDN-Cache-Control: max-age=60", NULL); /* the targeted field gives the lifetime */
+    assert_int_equal(worth(&r), WEIR_STORE_OK);
+    assert_string_equal(weir_cache_store_reason_name(WEIR_STORE_NEVER_FRESH), "never_fresh");
+}
+
 static void test_storable_authorization(void **state)
 {
     struct hs req = hdrs("Authorization: Bearer x", NULL);
@@ -988,6 +1031,7 @@ int main(void)
         cmocka_unit_test(test_date_rfc850_years),
         cmocka_unit_test(test_date_format),
         cmocka_unit_test(test_storable),
+        cmocka_unit_test(test_worth_storing),
         cmocka_unit_test(test_storable_authorization),
         cmocka_unit_test(test_storable_cookie_vary),
         cmocka_unit_test(test_unstored_headers),
