@@ -127,8 +127,13 @@ static void inval_on_abort(struct weir_exchange *x, void *fdata)
     free(iv);
 }
 
-static const struct weir_resp_filter inval_filter = {"cache-invalidate", inval_on_head, NULL, inval_on_abort,
-                                                     inval_on_abort};
+static void inval_on_local(struct weir_exchange *x, void *fdata, int status)
+{
+    cache_add_local_status(x, "method", status); /* nothing changed upstream: nothing to invalidate */
+}
+
+static const struct weir_resp_filter inval_filter = {"cache-invalidate", inval_on_head,  NULL,
+                                                     inval_on_abort,     inval_on_abort, inval_on_local};
 
 int cache_on_request_unsafe(struct weir_exchange *x, const struct weir_req_info *ri, struct cache_worker *cw,
                             char *url)

@@ -248,6 +248,18 @@ void cache_add_status(struct weir_exchange *x, const char *fwd, int status, int 
     weir_exchange_add_response_field(x, line, (size_t)(q - line));
 }
 
+/* Cache-Status of an error weir answered itself after going forward: no
+ * fwd-status (no server answered), the failure in detail. */
+void cache_add_local_status(struct weir_exchange *x, const char *fwd, int status)
+{
+    const char *why = status == 504 ? "upstream-timeout" : status == 503 ? "no-server" : "upstream-error";
+    char line[160];
+    int n = snprintf(line, sizeof(line), "Cache-Status: weir; fwd=%s; detail=%s\r\n", fwd, why);
+
+    if (n > 0 && (size_t)n < sizeof(line))
+        weir_exchange_add_response_field(x, line, (size_t)n);
+}
+
 /* A filter that only says Cache-Status on a response not stored (HEAD,
  * no-store, other methods, waiters released to the backend). */
 struct status {
@@ -267,8 +279,13 @@ static void status_free(struct weir_exchange *x, void *fdata)
     free(fdata);
 }
 
-static const struct weir_resp_filter status_filter = {"cache-status", status_on_head, NULL, status_free,
-                                                      status_free};
+static void status_on_local(struct weir_exchange *x, void *fdata, int status)
+{
+    cache_add_local_status(x, ((struct status *)fdata)->fwd, status);
+}
+
+static const struct weir_resp_filter status_filter = {"cache-status", status_on_head, NULL,
+                                                      status_free,    status_free,    status_on_local};
 
 void cache_attach_status(struct weir_exchange *x, const char *fwd, const char *detail)
 {

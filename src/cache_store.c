@@ -210,8 +210,13 @@ static void store_on_abort(struct weir_exchange *x, void *fdata)
     store_free(s);
 }
 
-static const struct weir_resp_filter store_filter = {"cache-store", store_on_head, store_on_data,
-                                                     store_on_end, store_on_abort};
+static void store_on_local(struct weir_exchange *x, void *fdata, int status)
+{
+    cache_add_local_status(x, ((struct store *)fdata)->fwd, status);
+}
+
+static const struct weir_resp_filter store_filter = {"cache-store", store_on_head,  store_on_data,
+                                                     store_on_end,  store_on_abort, store_on_local};
 
 /* Go upstream with a store filter (unless the request forbids storing),
  * or answer 504 to only-if-cached. Returns the hook's answer; when resume,

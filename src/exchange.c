@@ -223,6 +223,17 @@ void weir_x_filters_data(struct weir_session *s, const char *p, size_t n)
     }
 }
 
+void weir_x_filters_local(struct weir_session *s, int status)
+{
+    s->x->in_head_filters = 1;
+    for (int i = 0; i < s->x->nfilters; i++) {
+        const struct weir_filter_slot *f = &s->x->filters[i];
+        if (f->f->on_local != NULL)
+            f->f->on_local((struct weir_exchange *)s, f->data, status);
+    }
+    s->x->in_head_filters = 0;
+}
+
 void weir_x_filters_end(struct weir_session *s, int complete)
 {
     while (s->x->nfilters > 0)

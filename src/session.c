@@ -163,12 +163,23 @@ static void answer_local(struct weir_session *s)
     struct weir_sbuf b = {0};
     size_t body_len = 0;
     int close = s->close_after || !s->x->req_done, head_only = s->x->method_id == WEIR_HTTP_HEAD;
+    if (s->x->nfilters > 0) { /* e.g. the cache's Cache-Status on a 502 */
+        s->x->resp_fields.len = 0;
+        weir_x_filters_local(s, s->x->answer);
+    }
     int rc = s->x->location != NULL ? weir_http_build_redirect(&b, s->x->answer, s->x->location, s->x->rid,
                                                                close, head_only, &body_len)
                                     : weir_http_build_local(&b, s->x->answer, s->x->detail, s->x->rid, close,
                                                             head_only, &body_len);
-    if (rc == WEIR_OK)
+    const char *eoh = rc == WEIR_OK && s->x->resp_fields.len > 0 ? memmem(b.p, b.len, "\r\n\r\n", 4) : NULL;
+    if (eoh != NULL) { /* the filters' fields before the blank line */
+        size_t at = (size_t)(eoh - b.p) + 2;
+        evbuffer_add(s->cc->out, b.p, at);
+        evbuffer_add(s->cc->out, s->x->resp_fields.p, s->x->resp_fields.len);
+        evbuffer_add(s->cc->out, b.p + at, b.len - at);
+    } else if (rc == WEIR_OK) {
         evbuffer_add(s->cc->out, b.p, b.len);
+    }
     weir_sbuf_free(&b);
     s->x->bytes_out = body_len;
     s->x->status = s->x->answer;

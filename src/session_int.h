@@ -208,6 +208,8 @@ void weir_x_lf_set(struct weir_session *s, int idx, const char *p, size_t n);
 void weir_x_filters_head(struct weir_session *s, const struct weir_http_msg *m);
 void weir_x_filters_data(struct weir_session *s, const char *p, size_t n);
 void weir_x_filters_end(struct weir_session *s, int complete);
+/* weir answers locally with `status`: the filters' on_local may add fields. */
+void weir_x_filters_local(struct weir_session *s, int status);
 /* S_STREAM: pull the streamed answer's body while the client's output has
  * room. WEIR_AGAIN (output full, or the source has nothing yet), WEIR_DONE
  * (the whole body is queued), WEIR_ERROR (the source failed: cut). */

@@ -179,6 +179,8 @@ int cache_usable(struct cx *c, struct weir_cache_obj *o, int64_t lifetime, struc
 /* Add "Cache-Status: weir; fwd=...; fwd-status=N[; stored][; detail=...]"
  * to a response from the server (from a filter's on_head only). */
 void cache_add_status(struct weir_exchange *x, const char *fwd, int status, int stored, const char *detail);
+/* Cache-Status of an error weir answered itself (on_local of the filters). */
+void cache_add_local_status(struct weir_exchange *x, const char *fwd, int status);
 /* Attach a filter that only says Cache-Status (a response not stored). */
 void cache_attach_status(struct weir_exchange *x, const char *fwd, const char *detail);
 /* Answer c from o while o still grows (a coalesced waiter), when the

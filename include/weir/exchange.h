@@ -48,6 +48,11 @@
  *   on_abort()   the exchange ended without a complete body: the server or
  *                the client broke off, a timeout, a drain, or a local error
  *                answer, or the response is a tunnel (101).
+ *   on_local(st) (may be NULL) weir answers the request itself with status
+ *                st (no server available 503, bad gateway 502, timeout 504)
+ *                after the filter was attached and before any response
+ *                head went to the client: the filter may add response
+ *                fields to that answer; on_abort follows.
  * on_head and on_data return WEIR_OK to go on or WEIR_DECLINED to detach
  * (too big to store, not cacheable after all): on_abort is then called at
  * once. For every attached filter exactly one of on_end / on_abort is
@@ -112,6 +117,7 @@ struct weir_resp_filter {
     int (*on_data)(struct weir_exchange *x, void *fdata, const char *p, size_t n);
     void (*on_end)(struct weir_exchange *x, void *fdata);
     void (*on_abort)(struct weir_exchange *x, void *fdata);
+    void (*on_local)(struct weir_exchange *x, void *fdata, int status);
 };
 
 #define WEIR_EXCHANGE_MAX_HOOKS   4

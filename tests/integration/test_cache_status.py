@@ -10,7 +10,7 @@ import time
 import pytest
 
 from test_cache import cache_conf, get, origin  # noqa: F401  (origin is a fixture)
-from weirtest import LOOPBACK, REPO, pool, route, tf, wait_until
+from weirtest import LOOPBACK, REPO, free_port, pool, route, tf, wait_until
 
 pytestmark = pytest.mark.skipif(not (REPO / "include" / "weir" / "exchange.h").exists(),
                                 reason="the session's request hook (exchange.h) is not in this tree")
@@ -193,3 +193,30 @@ def test_waiters_of_a_leader_that_breaks_off(procs, origin):
     r = get(w, "/cut")
     assert r.body == b"whole" and cs(r).startswith("weir; fwd=uri-miss"), cs(r)
     assert origin.count("/cut") == 2
+
+
+def test_errors_weir_answers_itself_say_so(procs, origin):
+    """A caching route where no server answers: the error weir gives
+    itself (503 no server accepted, 504 timeout, 502 broken answer) still
+    carries a Cache-Status, without a fwd-status (no server sent one) and
+    with the failure in detail; nothing is stored and nothing waits."""
+    origin.set("/slow", headers=[("Cache-Control", "max-age=60")], body=b"s", delay=3.0)
+    d = dict(cache_conf(origin))
+    d["timeouts"] = {"upstream_response_ms": 500}
+    w = procs.weir(**d)
+    r = get(w, "/slow")
+    assert r.status == 504 and cs(r) == "weir; fwd=uri-miss; detail=upstream-timeout", (r.status, cs(r))
+    r = get(w, "/slow", method="HEAD")
+    assert r.status == 504 and cs(r) == "weir; fwd=uri-miss; detail=upstream-timeout", (r.status, cs(r))
+    r = get(w, "/slow", method="DELETE")
+    assert r.status == 504 and cs(r) == "weir; fwd=method; detail=upstream-timeout", (r.status, cs(r))
+
+    dead = free_port()  # nothing listens there: every connect is refused
+    d = dict(cache_conf(origin))
+    d["pools"] = [pool("p", ["%s:%d" % (LOOPBACK, dead)])]
+    w2 = procs.weir(**d)
+    r = get(w2, "/x")
+    assert r.status == 503 and cs(r) == "weir; fwd=uri-miss; detail=no-server", (r.status, cs(r))
+    r = get(w2, "/x")  # not a hit-for-miss: a failing server says nothing about the resource
+    assert r.status == 503 and cs(r) == "weir; fwd=uri-miss; detail=no-server", (r.status, cs(r))
+    assert r.header("Retry-After") is not None
