@@ -241,6 +241,7 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
     c->x = x;
     c->cw = cw;
     c->rs = weir_cache_stats_for(cw->id, ri->route->stats);
+    c->pool = ri->pool;
     c->method = ri->method_id;
     c->url = url;
     c->fwd = "uri-miss";

@@ -27,8 +27,9 @@ struct weir_cache_fetch {
     struct bufferevent *bev;
     struct event *deadline;
     struct weir_server *server;
-    struct weir_cache_obj *stale;
-    char *reqhead; /* the varied request fields, "Name: value\r\n" lines, for Vary values */
+    struct weir_cache_obj *stale; /* NULL for a fresh fetch */
+    char *key, *url;              /* of the object to build */
+    char *reqhead;                /* the varied request fields, "Name: value\r\n" lines, for Vary values */
     struct weir_http_header vh[32];
     size_t nvh;
     size_t max_object_bytes;
@@ -70,6 +71,8 @@ static void fetch_free(struct weir_cache_fetch *f)
     if (f->server != NULL)
         weir_server_release(f->server);
     weir_cache_obj_release(f->stale);
+    free(f->key);
+    free(f->url);
     free(f->reqhead);
     free(f);
 }
@@ -130,7 +133,11 @@ static void conclude(struct weir_cache_fetch *f)
         finish(f, WEIR_FETCH_NOT_STORABLE, NULL, m.status);
         return;
     }
-    sink.o = weir_cache_obj_new(f->stale->key, f->stale->url, f->vh, f->nvh, m.status, m.headers, m.nheaders,
+    if (weir_cache_worth_storing(m.headers, m.nheaders, &rcc) != WEIR_STORE_OK) {
+        finish(f, WEIR_FETCH_NOT_STORABLE, NULL, m.status);
+        return;
+    }
+    sink.o = weir_cache_obj_new(f->key, f->url, f->vh, f->nvh, m.status, m.headers, m.nheaders,
                                 f->request_time, now, f->max_object_bytes);
     if (sink.o == NULL || weir_cache_obj_state(sink.o) != WEIR_OBJ_GROWING) {
         weir_cache_obj_release(sink.o);
@@ -243,51 +250,66 @@ void weir_cache_fetch_cancel(struct weir_cache_fetch *f)
         fetch_free(f);
 }
 
-struct weir_cache_fetch *weir_cache_fetch_start(struct event_base *base, const struct weir_pool *pool,
-                                                struct weir_cache_obj *stale,
-                                                const struct weir_http_header *req, size_t nreq,
-                                                int timeout_ms, size_t max_object_bytes,
-                                                weir_cache_fetch_cb cb, void *arg)
+/* Fields a fresh fetch does not pass on: hop-by-hop and connection
+ * fields, what the fetch sets itself, and what would make the origin send
+ * less than the whole object (RFC 9111 4: the cache fetches the whole
+ * response to store it). */
+static int fresh_skips(const struct weir_http_header *h)
 {
-    struct weir_cache_fetch *f;
-    struct weir_server *s = pick(pool);
-    const char *host, *path, *names;
-    struct evbuffer *out;
-    struct timeval tv;
+    static const char *const names[] = {"connection",
+                                        "keep-alive",
+                                        "te",
+                                        "trailer",
+                                        "transfer-encoding",
+                                        "upgrade",
+                                        "proxy-authorization",
+                                        "proxy-connection",
+                                        "host",
+                                        "content-length",
+                                        "expect",
+                                        "range",
+                                        "if-range",
+                                        "if-match",
+                                        "if-none-match",
+                                        "if-modified-since",
+                                        "if-unmodified-since",
+                                        "via",
+                                        "http2-settings"};
+    for (size_t i = 0; i < WEIR_ARRAY_LEN(names); i++)
+        if (weir_span_ieq(h->name, h->name_len, names[i]))
+            return 1;
+    return 0;
+}
+
+/* Keep the request fields a fetch sends (and stores for Vary): for a
+ * revalidation the stale object's varied ones; for a fresh fetch every
+ * end-to-end field but those fresh_skips() names. 0 when they do not fit. */
+static int keep_fields(struct weir_cache_fetch *f, const struct weir_http_header *req, size_t nreq)
+{
+    const char *names = f->stale != NULL ? f->stale->vary_names : NULL;
     size_t i, pos = 0, total = 0;
 
-    if (s == NULL || stale == NULL || strncmp(stale->url, "http://", 7) != 0)
-        return NULL;
-    f = calloc(1, sizeof(*f));
-    if (f == NULL)
-        return NULL;
-    weir_server_retain(s);
-    f->server = s;
-    weir_cache_obj_retain(stale);
-    f->stale = stale;
-    f->cb = cb;
-    f->arg = arg;
-    f->max_object_bytes = max_object_bytes;
-    f->request_time = (int64_t)time(NULL);
-    weir_http_msg_reset(&f->msg);
-
-    /* the varied request fields, copied: the request may end before us */
-    names = stale->vary_names;
     for (i = 0; i < nreq; i++)
         total += req[i].name_len + req[i].value_len + 2;
     f->reqhead = malloc(total + 1);
     if (f->reqhead == NULL)
-        goto fail;
-    for (i = 0; i < nreq && f->nvh < WEIR_ARRAY_LEN(f->vh); i++) {
-        const char *q = names;
-        int varied = 0;
-        while (*q != '\0' && !varied) {
-            size_t nl = strcspn(q, ",");
-            varied = nl == req[i].name_len && strncasecmp(q, req[i].name, nl) == 0;
-            q += nl + (q[nl] == ',');
+        return 0;
+    for (i = 0; i < nreq; i++) {
+        int keep = 0;
+        if (names != NULL) {
+            const char *q = names;
+            while (*q != '\0' && !keep) {
+                size_t nl = strcspn(q, ",");
+                keep = nl == req[i].name_len && strncasecmp(q, req[i].name, nl) == 0;
+                q += nl + (q[nl] == ',');
+            }
+        } else {
+            keep = !fresh_skips(&req[i]);
         }
-        if (!varied)
+        if (!keep)
             continue;
+        if (f->nvh == WEIR_ARRAY_LEN(f->vh))
+            return names != NULL; /* a revalidation sends what fits; a fresh fetch must send all */
         memcpy(f->reqhead + pos, req[i].name, req[i].name_len);
         f->vh[f->nvh].name = f->reqhead + pos;
         f->vh[f->nvh].name_len = req[i].name_len;
@@ -301,6 +323,39 @@ struct weir_cache_fetch *weir_cache_fetch_start(struct event_base *base, const s
         f->vh[f->nvh].flags = 0;
         f->nvh++;
     }
+    return 1;
+}
+
+static struct weir_cache_fetch *fetch_begin(struct event_base *base, const struct weir_pool *pool,
+                                            struct weir_cache_obj *stale, const char *key, const char *url,
+                                            const struct weir_http_header *req, size_t nreq, int timeout_ms,
+                                            size_t max_object_bytes, weir_cache_fetch_cb cb, void *arg)
+{
+    struct weir_cache_fetch *f;
+    struct weir_server *s = pick(pool);
+    const char *host, *path;
+    struct evbuffer *out;
+    struct timeval tv;
+    size_t i;
+
+    if (s == NULL || key == NULL || url == NULL || strncmp(url, "http://", 7) != 0)
+        return NULL;
+    f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
+    weir_server_retain(s);
+    f->server = s;
+    if (stale != NULL)
+        weir_cache_obj_retain(stale);
+    f->stale = stale;
+    f->cb = cb;
+    f->arg = arg;
+    f->max_object_bytes = max_object_bytes;
+    f->request_time = (int64_t)time(NULL);
+    weir_http_msg_reset(&f->msg);
+    /* the request fields, copied: the request may end before us */
+    if ((f->key = strdup(key)) == NULL || (f->url = strdup(url)) == NULL || !keep_fields(f, req, nreq))
+        goto fail;
 
     f->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     f->deadline = evtimer_new(base, deadline_cb, f);
@@ -308,7 +363,7 @@ struct weir_cache_fetch *weir_cache_fetch_start(struct event_base *base, const s
         goto fail;
     bufferevent_setcb(f->bev, read_cb, NULL, event_cb, f);
     out = bufferevent_get_output(f->bev);
-    host = stale->url + 7;
+    host = f->url + 7;
     path = strchr(host, '/');
     if (path == NULL)
         goto fail;
@@ -316,7 +371,7 @@ struct weir_cache_fetch *weir_cache_fetch_start(struct event_base *base, const s
     for (i = 0; i < f->nvh; i++)
         evbuffer_add_printf(out, "%.*s: %.*s\r\n", (int)f->vh[i].name_len, f->vh[i].name,
                             (int)f->vh[i].value_len, f->vh[i].value);
-    {
+    if (stale != NULL) {
         const struct weir_http_header *et = weir_cache_obj_header(stale, "etag");
         const struct weir_http_header *lm = weir_cache_obj_header(stale, "last-modified");
         if (et != NULL)
@@ -335,4 +390,25 @@ struct weir_cache_fetch *weir_cache_fetch_start(struct event_base *base, const s
 fail:
     fetch_free(f);
     return NULL;
+}
+
+struct weir_cache_fetch *weir_cache_fetch_start(struct event_base *base, const struct weir_pool *pool,
+                                                struct weir_cache_obj *stale,
+                                                const struct weir_http_header *req, size_t nreq,
+                                                int timeout_ms, size_t max_object_bytes,
+                                                weir_cache_fetch_cb cb, void *arg)
+{
+    if (stale == NULL)
+        return NULL;
+    return fetch_begin(base, pool, stale, stale->key, stale->url, req, nreq, timeout_ms, max_object_bytes, cb,
+                       arg);
+}
+
+struct weir_cache_fetch *weir_cache_fetch_fresh(struct event_base *base, const struct weir_pool *pool,
+                                                const char *key, const char *url,
+                                                const struct weir_http_header *req, size_t nreq,
+                                                int timeout_ms, size_t max_object_bytes,
+                                                weir_cache_fetch_cb cb, void *arg)
+{
+    return fetch_begin(base, pool, NULL, key, url, req, nreq, timeout_ms, max_object_bytes, cb, arg);
 }

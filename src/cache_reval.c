@@ -22,7 +22,7 @@
 #include "weir/log.h"
 #include "weir/runtime.h"
 
-static int fetch_timeout_ms(void)
+int cache_fetch_timeout_ms(void)
 {
     struct weir_rt *rt = weir_rt_current();
     int ms = 32000;
@@ -97,7 +97,7 @@ void cache_start_background(struct cx *c, const struct weir_pool *pool, struct w
         b->rs = c->rs;
         b->f = f;
         b->fetch = weir_cache_fetch_start(c->cw->base, pool, stale, c->req->headers, c->req->nheaders,
-                                          fetch_timeout_ms(), cache_g.max_object_bytes, bg_done, b);
+                                          cache_fetch_timeout_ms(), cache_g.max_object_bytes, bg_done, b);
         if (b->fetch != NULL) {
             weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_ORIGIN_FETCH);
             b->next = c->cw->bgs;
@@ -223,9 +223,10 @@ int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cac
     /* stale-if-error: a failure must be answered from the stored response,
      * and the session answers connect errors, timeouts and "no server"
      * itself before any filter sees a head: the separate client then */
-    c->fetch = pool != NULL ? weir_cache_fetch_start(c->cw->base, pool, o, c->req->headers, c->req->nheaders,
-                                                     fetch_timeout_ms(), cache_g.max_object_bytes, fg_done, c)
-                            : NULL;
+    c->fetch = pool != NULL
+                   ? weir_cache_fetch_start(c->cw->base, pool, o, c->req->headers, c->req->nheaders,
+                                            cache_fetch_timeout_ms(), cache_g.max_object_bytes, fg_done, c)
+                   : NULL;
     if (c->fetch != NULL) {
         weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_ORIGIN_FETCH);
         c->state = CX_L2;

@@ -224,7 +224,10 @@ static const struct weir_resp_filter store_filter = {"cache-store", store_on_hea
 int cache_go_upstream(struct cx *c, int resume)
 {
     struct store *s = NULL;
+    int rc = cache_range_miss(c, resume);
 
+    if (rc >= 0)
+        return rc; /* fetched whole by the cache, answered from the stored object */
     cache_count(&c->cw->miss);
     if (c->qcc.flags & WEIR_CC_ONLY_IF_CACHED) {
         /* §5.2.1.7: nothing stored may answer: 504 */

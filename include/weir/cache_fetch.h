@@ -50,6 +50,19 @@ struct weir_cache_fetch *weir_cache_fetch_start(struct event_base *base, const s
                                                 int timeout_ms, size_t max_object_bytes,
                                                 weir_cache_fetch_cb cb, void *arg);
 
+/*
+ * Fetch `url` whole for the cache (a Range request that missed): the
+ * request's end-to-end fields are sent along, except connection fields,
+ * Range, If-Range and the preconditions; the result is a new object under
+ * `key` (WEIR_FETCH_STORED) or why not. Same contract as above otherwise;
+ * NULL also when the request has more fields than a fetch carries (32).
+ */
+struct weir_cache_fetch *weir_cache_fetch_fresh(struct event_base *base, const struct weir_pool *pool,
+                                                const char *key, const char *url,
+                                                const struct weir_http_header *req, size_t nreq,
+                                                int timeout_ms, size_t max_object_bytes,
+                                                weir_cache_fetch_cb cb, void *arg);
+
 /* Stop a running fetch; its callback will not be called. */
 void weir_cache_fetch_cancel(struct weir_cache_fetch *f);
 

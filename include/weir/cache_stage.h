@@ -147,6 +147,8 @@ struct cx {
     const char *fwd;             /* Cache-Status fwd= when it goes upstream (RFC 9211) */
     const char *detail;          /* ... and its detail=, or NULL */
     struct weir_cache_rstats *rs; /* the route's cache statistics (cache_stats.h) */
+    const struct weir_pool *pool; /* the route's pool (the exchange keeps its snapshot) */
+    int range_tried;              /* a Range miss was fetched whole already (cache_range.c) */
 };
 
 struct store {
@@ -234,6 +236,16 @@ void cache_purge_shutdown(void);
  * or answer 504 to only-if-cached. Returns the hook's answer; when resume,
  * resumes the suspended exchange with it instead. */
 int cache_go_upstream(struct cx *c, int resume);
+
+/* ---- cache_range.c ---- */
+
+/* A Range request leading its key's flight: fetch the object whole, store
+ * it and answer the range from it. Returns WEIR_HOOK_SUSPENDED (the answer
+ * or cache_go_upstream follows from the fetch), or -1 when it does not
+ * apply (not a Range GET, no server, ...). */
+int cache_range_miss(struct cx *c, int resume);
+/* The deadline of a cache's own fetch: connect + response timeouts. */
+int cache_fetch_timeout_ms(void);
 
 /* ---- cache_reval.c ---- */
 
