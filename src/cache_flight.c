@@ -162,6 +162,13 @@ void cache_waiter_leave(struct waiter *w)
     pthread_mutex_unlock(&flights_mu);
 }
 
+/* The object's writer wakes a reader of a passing object (cache_obj.h):
+ * under the object's reader lock, on the writer's thread. */
+static void reader_wake(void *arg)
+{
+    inbox_push(arg);
+}
+
 /* Answer the waiter from the flight's growing object if its request may
  * use it: 1 (streaming, resumed), or 0 (it waits for the flight's end). */
 static int waiter_stream(struct waiter *w)
@@ -180,6 +187,8 @@ static int waiter_stream(struct waiter *w)
     if (o == NULL)
         return 0;
     snprintf(cs, sizeof(cs), "weir; fwd=%s; fwd-status=%d; collapsed", c->fwd, o->status);
+    c->rdr.wake = reader_wake; /* a length not known yet: c reads through the object */
+    c->rdr.arg = w;
     ok = cache_serve_stream(c, o, cs) == WEIR_OK;
     weir_cache_obj_release(o);
     if (!ok) {
