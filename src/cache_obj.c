@@ -414,6 +414,11 @@ static size_t next_chunk_size(const struct weir_cache_obj *o, uint64_t len, size
         sz = o->expected_len != UINT64_MAX ? (size_t)o->expected_len : CHUNK_FIRST;
     else
         sz = o->tail->cap * 2 > CHUNK_MAX ? CHUNK_MAX : o->tail->cap * 2;
+    if (len > o->max_bytes) { /* passing: chunks small enough to be dropped as readers go */
+        size_t pass = o->max_bytes / 4 < CHUNK_FIRST ? CHUNK_FIRST : o->max_bytes / 4;
+        if (sz > pass)
+            sz = pass;
+    }
     if (o->expected_len != UINT64_MAX && o->expected_len > len && sz > o->expected_len - len)
         sz = (size_t)(o->expected_len - len);
     if (len <= o->max_bytes && sz > limit) /* a passing object is past it */
