@@ -25,8 +25,10 @@ pytestmark = pytest.mark.threaded
 
 
 class Piece:
-    def __init__(self, body, pieces, interval, cut_after=None, hold=0.0, headers=(("Cache-Control", "max-age=60"),)):
+    def __init__(self, body, pieces, interval, cut_after=None, hold=0.0, close=False,
+                 headers=(("Cache-Control", "max-age=60"),)):
         self.body, self.pieces, self.interval, self.cut_after = body, pieces, interval, cut_after
+        self.close = close  # no chunked framing: the body ends with the connection
         self.hold = hold  # seconds between the first piece and the rest
         self.headers = list(headers)
 
@@ -55,7 +57,11 @@ class DripOrigin:
                 self.send_response(200)
                 for k, v in spec.headers:
                     self.send_header(k, v)
-                self.send_header("Transfer-Encoding", "chunked")
+                if spec.close:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 self.wfile.flush()
                 step = max(1, -(-len(spec.body) // spec.pieces))
@@ -70,9 +76,10 @@ class DripOrigin:
                         elif n > 0 and spec.interval:
                             time.sleep(spec.interval)
                         part = spec.body[i:i + step]
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.write(part if spec.close else b"%x\r\n%s\r\n" % (len(part), part))
                         self.wfile.flush()
-                    self.wfile.write(b"0\r\n\r\n")
+                    if not spec.close:
+                        self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
                 finally:
                     with origin.lock:
@@ -274,6 +281,26 @@ def test_http10_waiter_gets_a_close_delimited_body(procs, drip):
     assert "transfer-encoding" not in old.fields and "content-length" not in old.fields, old.fields
     assert old.fields.get("connection", "").lower() == "close"
     assert new.fields.get("transfer-encoding") == "chunked"
+
+
+def test_close_delimited_origin_body_streams_to_waiters(procs, drip):
+    """An origin body ended by the close (no length, no chunks) streams to
+    the waiters the same way, and is stored when it ends."""
+    body = os.urandom(30 * 4000)
+    drip.set("/e", Piece(body, pieces=30, interval=0.05, close=True))
+    w = procs.weir(**cache_conf(drip, workers=2))
+    fs = [Fetch(w.port, "/e") for _ in range(8)]
+    run_all(fs)
+    assert drip.count("/e") == 1
+    for f in fs:
+        assert f.error is None and f.status == 200 and f.complete and f.body == body, (f.error, len(f.body))
+    waiters = [f for f in fs if "collapsed" in cs(f)]
+    assert len(waiters) == 7, sorted(cs(f) for f in fs)
+    end = drip.finished["/e"]
+    assert all(f.fields.get("transfer-encoding") == "chunked" for f in waiters)
+    assert all(f.t_first < end - 0.5 for f in waiters), [end - f.t_first for f in waiters]
+    r = get(w, "/e")
+    assert r.body == body and r.header("Cache-Status").startswith("weir; hit")
 
 
 def test_chunked_body_past_max_object_passes_through_unstored(procs, drip):
