@@ -6,14 +6,18 @@
  * bases run without libevent locks) and answered from L1, or released to
  * the backend.
  *
- * Streaming: when the leader's response is storable and its length known,
- * the leader publishes its growing object in the flight; each waiter that
+ * Streaming: when the leader's response is storable, the leader publishes
+ * its growing object in the flight (a length not known yet: with registered
+ * readers, so that a body outgrowing max_object_bytes passes through to the
+ * waiters streaming it, which the object then wakes itself: cache_obj.h);
+ * each waiter that
  * may use it (cache_serve_stream) is answered at once with the head and
  * fed the body as it grows: every append wakes the streaming waiters
  * through their inboxes (a waiter is queued at most once at a time), and
  * the session pulls what is there as the waiter's client reads (its own
  * backpressure). If the object is abandoned (the leader broke off) the
- * streaming waiters are cut; those that had not started go upstream.
+ * streaming waiters are cut; those that had not started go upstream, as
+ * they do when a body passes max_object_bytes.
  * Depends on cache_serve.c.
  */
 #include "config.h"
