@@ -181,6 +181,9 @@ void weir_admin_cache_get(struct evhttp_request *req)
                       (json_int_t)st.l2.refused, "last_error", st.l2.last_error));
     else
         json_object_set_new(o, "l2", json_null());
+    /* coalesced clients cut: too far behind a response too big to store */
+    json_object_set_new(json_object_get(o, "requests"), "stream_cut",
+                        json_integer((json_int_t)st.counters.stream_cut));
     weir_admin_reply_json(req, 200, o);
 }
 

@@ -332,9 +332,9 @@ static void on_end(struct weir_exchange *x, void *hook_data, int aborted)
     if (c->leased)
         cache_lease_release(c->cw, c->key, 0);
     weir_cache_obj_release(c->stale);
+    cache_stream_stop(c); /* before the waiter goes: the object may wake it */
     if (c->w != NULL)
         cache_waiter_drop(c->w);
-    weir_cache_obj_release(c->sobj);
     cache_flight_end(c->lead, WEIR_DECLINED);
     cx_free(c);
 }
@@ -484,6 +484,7 @@ void weir_cache_counters(struct weir_cache_counters *c)
         c->l2_garbage += atomic_load(&cw->l2_garbage);
         c->only_if_cached += atomic_load(&cw->only_if_cached);
         c->revalidated += atomic_load(&cw->revalidated);
+        c->stream_cut += atomic_load(&cw->stream_cut);
         for (int k = 0; k < 16; k++)
             c->not_storable_by[k] += atomic_load(&cw->not_storable_by[k]);
     }

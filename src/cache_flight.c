@@ -6,14 +6,18 @@
  * bases run without libevent locks) and answered from L1, or released to
  * the backend.
  *
- * Streaming: when the leader's response is storable and its length known,
- * the leader publishes its growing object in the flight; each waiter that
+ * Streaming: when the leader's response is storable, the leader publishes
+ * its growing object in the flight (a length not known yet: with registered
+ * readers, so that a body outgrowing max_object_bytes passes through to the
+ * waiters streaming it, which the object then wakes itself: cache_obj.h);
+ * each waiter that
  * may use it (cache_serve_stream) is answered at once with the head and
  * fed the body as it grows: every append wakes the streaming waiters
  * through their inboxes (a waiter is queued at most once at a time), and
  * the session pulls what is there as the waiter's client reads (its own
  * backpressure). If the object is abandoned (the leader broke off) the
- * streaming waiters are cut; those that had not started go upstream.
+ * streaming waiters are cut; those that had not started go upstream, as
+ * they do when a body passes max_object_bytes.
  * Depends on cache_serve.c.
  */
 #include "config.h"
@@ -162,6 +166,13 @@ void cache_waiter_leave(struct waiter *w)
     pthread_mutex_unlock(&flights_mu);
 }
 
+/* The object's writer wakes a reader of a passing object (cache_obj.h):
+ * under the object's reader lock, on the writer's thread. */
+static void reader_wake(void *arg)
+{
+    inbox_push(arg);
+}
+
 /* Answer the waiter from the flight's growing object if its request may
  * use it: 1 (streaming, resumed), or 0 (it waits for the flight's end). */
 static int waiter_stream(struct waiter *w)
@@ -180,6 +191,8 @@ static int waiter_stream(struct waiter *w)
     if (o == NULL)
         return 0;
     snprintf(cs, sizeof(cs), "weir; fwd=%s; fwd-status=%d; collapsed", c->fwd, o->status);
+    c->rdr.wake = reader_wake; /* a length not known yet: c reads through the object */
+    c->rdr.arg = w;
     ok = cache_serve_stream(c, o, cs) == WEIR_OK;
     weir_cache_obj_release(o);
     if (!ok) {

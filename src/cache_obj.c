@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,14 @@
 
 #define CHUNK_FIRST 4096
 #define CHUNK_MAX   (256 * 1024)
+
+/* Registered readers (cache_obj.h): everything under mu. */
+struct weir_cache_readers {
+    pthread_mutex_t mu;
+    struct weir_cache_reader *list;
+    uint64_t base; /* offset of o->head's first byte (chunks before it dropped) */
+    unsigned cut;  /* readers cut, not yet taken by the writer */
+};
 
 static size_t usable(const void *p)
 {
@@ -48,6 +57,10 @@ static void obj_free(struct weir_cache_obj *o)
     free(o->vary_names);
     free(o->vary_values);
     free(o->tags);
+    if (o->rd != NULL) {
+        pthread_mutex_destroy(&o->rd->mu);
+        free(o->rd);
+    }
     free(o);
 }
 
@@ -213,23 +226,202 @@ fail:
     return NULL;
 }
 
+/* Wake every registered reader (under rd->mu). */
+static void wake_readers(struct weir_cache_obj *o)
+{
+    for (struct weir_cache_reader *r = o->rd->list; r != NULL; r = r->next)
+        if (r->wake != NULL)
+            r->wake(r->arg);
+}
+
+/* Set a final state; a passing object's readers are told (the flight that
+ * woke them ended already). */
+static void set_final(struct weir_cache_obj *o, int state)
+{
+    if (o->rd == NULL) {
+        atomic_store_explicit(&o->state, state, memory_order_release);
+        return;
+    }
+    pthread_mutex_lock(&o->rd->mu);
+    int was = atomic_load_explicit(&o->state, memory_order_relaxed);
+    atomic_store_explicit(&o->state, state, memory_order_release);
+    if (was == WEIR_OBJ_PASSING)
+        wake_readers(o);
+    pthread_mutex_unlock(&o->rd->mu);
+}
+
 void weir_cache_obj_abandon(struct weir_cache_obj *o)
 {
-    atomic_store_explicit(&o->state, WEIR_OBJ_ABANDONED, memory_order_release);
+    set_final(o, WEIR_OBJ_ABANDONED);
+}
+
+int weir_cache_obj_readers_enable(struct weir_cache_obj *o)
+{
+    if (o->rd != NULL)
+        return WEIR_OK;
+    o->rd = calloc(1, sizeof(*o->rd));
+    if (o->rd == NULL || pthread_mutex_init(&o->rd->mu, NULL) != 0) {
+        free(o->rd);
+        o->rd = NULL;
+        return WEIR_ERROR;
+    }
+    atomic_fetch_add_explicit(&o->mem, usable(o->rd), memory_order_relaxed);
+    return WEIR_OK;
+}
+
+int weir_cache_obj_reader_add(struct weir_cache_obj *o, struct weir_cache_reader *r)
+{
+    int rc = WEIR_DECLINED;
+
+    if (o->rd == NULL)
+        return WEIR_DECLINED;
+    pthread_mutex_lock(&o->rd->mu);
+    if (o->rd->base == 0 && atomic_load_explicit(&o->state, memory_order_relaxed) != WEIR_OBJ_ABANDONED) {
+        r->off = 0;
+        r->chunk = NULL;
+        r->cbase = 0;
+        r->cut = 0;
+        r->attached = 1;
+        r->next = o->rd->list;
+        o->rd->list = r;
+        rc = WEIR_OK;
+    }
+    pthread_mutex_unlock(&o->rd->mu);
+    return rc;
+}
+
+void weir_cache_obj_reader_remove(struct weir_cache_obj *o, struct weir_cache_reader *r)
+{
+    if (o == NULL || o->rd == NULL)
+        return;
+    pthread_mutex_lock(&o->rd->mu);
+    if (r->attached)
+        for (struct weir_cache_reader **pp = &o->rd->list; *pp != NULL; pp = &(*pp)->next)
+            if (*pp == r) {
+                *pp = r->next;
+                break;
+            }
+    r->attached = 0;
+    pthread_mutex_unlock(&o->rd->mu);
+}
+
+long weir_cache_obj_read(struct weir_cache_obj *o, struct weir_cache_reader *r, char *buf, size_t max)
+{
+    long got = 0;
+
+    pthread_mutex_lock(&o->rd->mu);
+    if (r->cut || !r->attached) {
+        pthread_mutex_unlock(&o->rd->mu);
+        return -1;
+    }
+    uint64_t avail = weir_cache_obj_length(o);
+    if (r->chunk == NULL || r->cbase < o->rd->base) {
+        r->chunk = avail > o->rd->base ? o->head : NULL; /* o->head is published with the length */
+        r->cbase = o->rd->base;
+    }
+    while (max > 0 && r->off < avail && r->chunk != NULL) {
+        const struct weir_cache_chunk *c = r->chunk;
+        if (r->off >= r->cbase + c->cap) {
+            const struct weir_cache_chunk *n =
+                atomic_load_explicit(&((struct weir_cache_chunk *)c)->next, memory_order_acquire);
+            if (n == NULL)
+                break;
+            r->cbase += c->cap;
+            r->chunk = n;
+            continue;
+        }
+        uint64_t end = r->cbase + c->cap < avail ? r->cbase + c->cap : avail;
+        size_t k = end - r->off < max ? (size_t)(end - r->off) : max;
+        memcpy(buf + got, c->data + (r->off - r->cbase), k);
+        got += (long)k;
+        r->off += k;
+        max -= k;
+    }
+    pthread_mutex_unlock(&o->rd->mu);
+    return got;
+}
+
+unsigned weir_cache_obj_take_cut(struct weir_cache_obj *o)
+{
+    unsigned n;
+
+    if (o->rd == NULL)
+        return 0;
+    pthread_mutex_lock(&o->rd->mu);
+    n = o->rd->cut;
+    o->rd->cut = 0;
+    pthread_mutex_unlock(&o->rd->mu);
+    return n;
+}
+
+uint64_t weir_cache_obj_base(struct weir_cache_obj *o)
+{
+    uint64_t b;
+
+    if (o->rd == NULL)
+        return 0;
+    pthread_mutex_lock(&o->rd->mu);
+    b = o->rd->base;
+    pthread_mutex_unlock(&o->rd->mu);
+    return b;
+}
+
+/* Passing (writer, after an append): cut the readers more than max_bytes
+ * behind, drop the chunks every remaining reader has read (never the
+ * tail: the writer fills it), wake them. 0, or -1 when no reader is left. */
+static int pass_trim(struct weir_cache_obj *o, uint64_t len)
+{
+    struct weir_cache_readers *rd = o->rd;
+    uint64_t low = len;
+    int left;
+
+    pthread_mutex_lock(&rd->mu);
+    for (struct weir_cache_reader **pp = &rd->list; *pp != NULL;) {
+        struct weir_cache_reader *r = *pp;
+        if (len - r->off > o->max_bytes) {
+            *pp = r->next;
+            r->attached = 0;
+            r->cut = 1;
+            rd->cut++;
+            if (r->wake != NULL)
+                r->wake(r->arg); /* its next read fails */
+            continue;
+        }
+        if (r->off < low)
+            low = r->off;
+        pp = &r->next;
+    }
+    while (o->head != o->tail && rd->base + o->head->cap <= low) {
+        struct weir_cache_chunk *c = o->head;
+        rd->base += c->cap;
+        o->head = atomic_load_explicit(&c->next, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&o->mem, usable(c), memory_order_relaxed);
+        free(c);
+    }
+    left = rd->list != NULL;
+    if (left)
+        wake_readers(o);
+    pthread_mutex_unlock(&rd->mu);
+    return left ? 0 : -1;
 }
 
 static size_t next_chunk_size(const struct weir_cache_obj *o, uint64_t len, size_t need)
 {
     size_t sz;
-    uint64_t limit = o->max_bytes - len;
+    uint64_t limit = len <= o->max_bytes ? o->max_bytes - len : 0;
 
     if (o->tail == NULL)
         sz = o->expected_len != UINT64_MAX ? (size_t)o->expected_len : CHUNK_FIRST;
     else
         sz = o->tail->cap * 2 > CHUNK_MAX ? CHUNK_MAX : o->tail->cap * 2;
+    if (len > o->max_bytes) { /* passing: chunks small enough to be dropped as readers go */
+        size_t pass = o->max_bytes / 4 < CHUNK_FIRST ? CHUNK_FIRST : o->max_bytes / 4;
+        if (sz > pass)
+            sz = pass;
+    }
     if (o->expected_len != UINT64_MAX && o->expected_len > len && sz > o->expected_len - len)
         sz = (size_t)(o->expected_len - len);
-    if (sz > limit)
+    if (len <= o->max_bytes && sz > limit) /* a passing object is past it */
         sz = (size_t)limit;
     if (sz < need)
         sz = need;
@@ -241,12 +433,28 @@ int weir_cache_obj_append(struct weir_cache_obj *o, const void *p, size_t n)
     uint64_t len = atomic_load_explicit(&o->body_len, memory_order_relaxed);
     const char *src = p;
 
-    if (atomic_load_explicit(&o->state, memory_order_relaxed) != WEIR_OBJ_GROWING)
+    int state = atomic_load_explicit(&o->state, memory_order_relaxed);
+
+    if (state != WEIR_OBJ_GROWING && state != WEIR_OBJ_PASSING)
         return WEIR_DECLINED;
-    if (n > o->max_bytes || len + n > o->max_bytes ||
-        (o->expected_len != UINT64_MAX && len + n > o->expected_len)) {
+    if (o->expected_len != UINT64_MAX && len + n > o->expected_len) {
         weir_cache_obj_abandon(o);
         return WEIR_DECLINED;
+    }
+    if (state == WEIR_OBJ_GROWING && (n > o->max_bytes || len + n > o->max_bytes)) {
+        /* too big to store: abandoned, unless readers stream it */
+        if (o->rd != NULL) {
+            pthread_mutex_lock(&o->rd->mu);
+            if (o->rd->list != NULL) {
+                state = WEIR_OBJ_PASSING;
+                atomic_store_explicit(&o->state, state, memory_order_release);
+            }
+            pthread_mutex_unlock(&o->rd->mu);
+        }
+        if (state != WEIR_OBJ_PASSING) {
+            weir_cache_obj_abandon(o);
+            return WEIR_DECLINED;
+        }
     }
     while (n > 0) {
         size_t room = o->tail != NULL ? o->tail->cap - o->tail_len : 0, take;
@@ -277,14 +485,26 @@ int weir_cache_obj_append(struct weir_cache_obj *o, const void *p, size_t n)
         /* publish: readers see the bytes (and the chunk links) up to len */
         atomic_store_explicit(&o->body_len, len, memory_order_release);
     }
+    if (state == WEIR_OBJ_PASSING) {
+        if (pass_trim(o, len) < 0) { /* nobody reads it any more */
+            weir_cache_obj_abandon(o);
+            return WEIR_DECLINED;
+        }
+        return WEIR_AGAIN;
+    }
     return WEIR_OK;
 }
 
 int weir_cache_obj_finish(struct weir_cache_obj *o)
 {
     uint64_t len = atomic_load_explicit(&o->body_len, memory_order_relaxed);
+    int state = atomic_load_explicit(&o->state, memory_order_relaxed);
 
-    if (atomic_load_explicit(&o->state, memory_order_relaxed) != WEIR_OBJ_GROWING)
+    if (state == WEIR_OBJ_PASSING) {
+        set_final(o, WEIR_OBJ_PASSED);
+        return WEIR_DECLINED;
+    }
+    if (state != WEIR_OBJ_GROWING)
         return WEIR_ERROR;
     if (o->expected_len != UINT64_MAX && len != o->expected_len) {
         weir_cache_obj_abandon(o);
@@ -309,7 +529,7 @@ int weir_cache_obj_finish(struct weir_cache_obj *o)
             atomic_fetch_add_explicit(&o->mem, usable(c), memory_order_relaxed);
         }
     }
-    atomic_store_explicit(&o->state, WEIR_OBJ_COMPLETE, memory_order_release);
+    set_final(o, WEIR_OBJ_COMPLETE);
     return WEIR_OK;
 }
 

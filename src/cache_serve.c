@@ -299,12 +299,40 @@ void cache_attach_status(struct weir_exchange *x, const char *fwd, const char *d
         free(st);
 }
 
+/* A body of unknown length: copied through the object's reader (it may
+ * drop what every reader has read, so nothing is sent by reference). */
+static int stream_pull_reader(struct cx *c, struct evbuffer *out, size_t max)
+{
+    struct weir_cache_obj *o = c->sobj;
+    int state = weir_cache_obj_state(o); /* before the read: a final state covers every byte */
+    struct evbuffer_iovec v;
+    long got = 0;
+
+    if (max > 0) {
+        if (evbuffer_reserve_space(out, (ev_ssize_t)max, &v, 1) < 1)
+            return WEIR_ERROR;
+        got = weir_cache_obj_read(o, &c->rdr, v.iov_base, v.iov_len < max ? v.iov_len : max);
+        v.iov_len = got > 0 ? (size_t)got : 0;
+        if (got < 0 || evbuffer_commit_space(out, &v, 1) != 0)
+            return WEIR_ERROR; /* cut: it fell too far behind */
+        c->ssent += (uint64_t)got;
+    }
+    if (c->ssent < weir_cache_obj_length(o))
+        return WEIR_OK;
+    if (state == WEIR_OBJ_COMPLETE || state == WEIR_OBJ_PASSED)
+        return WEIR_DONE;
+    return state == WEIR_OBJ_ABANDONED ? WEIR_ERROR : WEIR_OK;
+}
+
 static int stream_pull(struct weir_exchange *x, void *arg, struct evbuffer *out, size_t max)
 {
     struct cx *c = arg;
     struct weir_cache_obj *o = c->sobj;
     int state = weir_cache_obj_state(o); /* before the length: a final state covers every byte */
     uint64_t len = weir_cache_obj_length(o), n;
+
+    if (c->rdr_on)
+        return stream_pull_reader(c, out, max);
 
     if (c->ssent < len) {
         n = len - c->ssent < max ? len - c->ssent : max;
@@ -326,7 +354,7 @@ int cache_serve_stream(struct cx *c, struct weir_cache_obj *o, const char *cstat
     struct weir_sbuf b = {0};
     int rc;
 
-    if (o->expected_len == UINT64_MAX || weir_http_find_header(m, "range") >= 0 ||
+    if ((o->expected_len == UINT64_MAX && o->rd == NULL) || weir_http_find_header(m, "range") >= 0 ||
         weir_cache_conditional(c->method, m->headers, m->nheaders, o->headers, o->nheaders,
                                o->times.response_time) != WEIR_COND_NONE ||
         !cache_usable(c, o, o->lifetime, &v))
@@ -341,6 +369,14 @@ int cache_serve_stream(struct cx *c, struct weir_cache_obj *o, const char *cstat
     }
     add_fields(&b, o, 0, 0);
     add_age_status(&b, &v.age, cstatus, NULL, NULL);
+    if (o->expected_len == UINT64_MAX) {
+        /* before the head goes: from now on the object keeps what c has not read */
+        if (b.oom || weir_cache_obj_reader_add(o, &c->rdr) != WEIR_OK) {
+            weir_sbuf_free(&b);
+            return WEIR_DECLINED;
+        }
+        c->rdr_on = 1;
+    }
     weir_cache_obj_retain(o);
     c->sobj = o;
     c->ssent = 0;
@@ -349,9 +385,19 @@ int cache_serve_stream(struct cx *c, struct weir_cache_obj *o, const char *cstat
              : weir_exchange_respond_stream(c->x, o->status, b.p, b.len, o->expected_len, &stream_source, c);
     weir_sbuf_free(&b);
     if (rc != WEIR_OK) {
-        weir_cache_obj_release(o);
-        c->sobj = NULL;
+        cache_stream_stop(c);
         return WEIR_DECLINED;
     }
     return WEIR_OK;
+}
+
+void cache_stream_stop(struct cx *c)
+{
+    if (c->sobj == NULL)
+        return;
+    if (c->rdr_on)
+        weir_cache_obj_reader_remove(c->sobj, &c->rdr);
+    c->rdr_on = 0;
+    weir_cache_obj_release(c->sobj);
+    c->sobj = NULL;
 }

@@ -154,11 +154,13 @@ static int store_on_head(struct weir_exchange *x, void *fdata, const struct weir
         not_stored(s, REASON_TOO_BIG, m->status); /* announced too big: mark it */
         return WEIR_DECLINED;
     }
-    /* waiters may stream it as it grows (a known length: an object that
-     * could outgrow max_object_bytes unannounced is not streamed) */
+    /* waiters may stream it as it grows; a length not known yet through
+     * registered readers, so that a body outgrowing max_object_bytes can
+     * pass through to them unstored (cache_obj.h) */
     if (m->status == 200)
         reval_count(s, WEIR_CSE_REVALIDATED_200); /* the new response replaces the stored one */
-    if (m->status == 200 && s->obj->expected_len != UINT64_MAX)
+    if (m->status == 200 && s->flight != NULL &&
+        (s->obj->expected_len != UINT64_MAX || weir_cache_obj_readers_enable(s->obj) == WEIR_OK))
         cache_flight_stream(s->flight, s->obj);
     /* "stored" as intended when the head arrives: a body that grows past
      * max_object_bytes after it is still abandoned (README) */
@@ -166,12 +168,39 @@ static int store_on_head(struct weir_exchange *x, void *fdata, const struct weir
     return WEIR_OK;
 }
 
+/* Waiters cut from a passing object: counted, logged once per response. */
+static void note_cut(struct store *s)
+{
+    unsigned k = weir_cache_obj_take_cut(s->obj);
+
+    for (unsigned i = 0; i < k; i++)
+        cache_count(&s->cw->stream_cut);
+    if (k > 0 && !s->cut_logged) {
+        s->cut_logged = 1;
+        weir_log_warn("cache: %s: a coalesced client fell more than max_object_bytes (%zu) behind a response "
+                      "too big to store: cut",
+                      s->url, cache_g.max_object_bytes);
+    }
+}
+
 static int store_on_data(struct weir_exchange *x, void *fdata, const char *p, size_t n)
 {
     struct store *s = fdata;
+    int rc = weir_cache_obj_append(s->obj, p, n);
 
-    if (weir_cache_obj_append(s->obj, p, n) != WEIR_OK) {
-        not_stored(s, REASON_TOO_BIG, 200); /* grew past max_object_bytes */
+    if (rc == WEIR_AGAIN) { /* past max_object_bytes, passing through to streaming waiters */
+        if (!s->passing) {
+            s->passing = 1;
+            not_stored(s, REASON_TOO_BIG, 200); /* the others go to the backend */
+        }
+        note_cut(s);
+        return WEIR_OK;
+    }
+    if (rc != WEIR_OK) {
+        if (s->passing)
+            note_cut(s); /* and no reader is left */
+        else
+            not_stored(s, REASON_TOO_BIG, 200); /* grew past max_object_bytes */
         return WEIR_DECLINED;
     }
     cache_flight_progress(s->flight);

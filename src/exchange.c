@@ -553,10 +553,29 @@ int weir_exchange_respond_stream(struct weir_exchange *x, int status, const char
     struct weir_session *s = (struct weir_session *)x;
     if (s->x->answered || src == NULL || src->pull == NULL)
         return WEIR_ERROR;
-    int close = s->close_after || !s->x->req_done;
+    int has_body = status >= 200 && status != 204 && status != 304;
+    int sends_body = has_body && s->x->method_id != WEIR_HTTP_HEAD && body_len > 0;
+    /* A length not known yet: chunked to an HTTP/1.1 client (a HEAD is told
+     * the framing a GET would get), delimited by the close to HTTP/1.0. */
+    int unknown = has_body && body_len == UINT64_MAX;
+    int chunked = unknown && s->x->version != 10;
+    int close = s->close_after || !s->x->req_done || (unknown && !chunked && sends_body);
     struct weir_sbuf b = {0};
-    if (weir_http_build_answer_head(&b, status, fields, fields_len, body_len, s->x->rid, close) != WEIR_OK ||
-        evbuffer_add(s->cc->out, b.p, b.len) != 0) {
+    if (chunked) {
+        weir_sbuf_add(&b, fields, fields_len);
+        WEIR_SBUF_LIT(&b, "Transfer-Encoding: chunked\r\n");
+        if (b.oom) {
+            weir_sbuf_free(&b);
+            return WEIR_ERROR;
+        }
+        fields = b.p;
+        fields_len = b.len;
+        b = (struct weir_sbuf){0};
+    }
+    char *own = chunked ? (char *)fields : NULL;
+    int rc = weir_http_build_answer_head(&b, status, fields, fields_len, body_len, s->x->rid, close);
+    free(own);
+    if (rc != WEIR_OK || evbuffer_add(s->cc->out, b.p, b.len) != 0) {
         weir_sbuf_free(&b);
         return WEIR_ERROR;
     }
@@ -566,12 +585,36 @@ int weir_exchange_respond_stream(struct weir_exchange *x, int status, const char
     s->x->status = status;
     s->x->answered = 1;
     s->x->resp_sent = 1;
-    if (s->x->method_id != WEIR_HTTP_HEAD && status != 204 && status != 304 && body_len > 0) {
+    if (sends_body) {
         s->x->src = src;
         s->x->src_arg = arg;
-        s->x->stream_left = body_len;
+        s->x->stream_left = body_len; /* UINT64_MAX: until the source says WEIR_DONE */
     }
     return WEIR_OK;
+}
+
+/* One pull of a body of unknown length, framed as a chunk for HTTP/1.1. */
+static int stream_pull_framed(struct weir_session *s, size_t room, size_t *got)
+{
+    struct weir_xstate *x = s->x;
+    if (x->version == 10) { /* close-delimited: as is */
+        size_t before = evbuffer_get_length(s->cc->out);
+        int rc = x->src->pull((struct weir_exchange *)s, x->src_arg, s->cc->out, room);
+        *got = evbuffer_get_length(s->cc->out) - before;
+        return rc;
+    }
+    struct evbuffer *tmp = evbuffer_new();
+    if (tmp == NULL)
+        return WEIR_ERROR;
+    int rc = x->src->pull((struct weir_exchange *)s, x->src_arg, tmp, room);
+    *got = evbuffer_get_length(tmp);
+    if (*got > 0 && (evbuffer_add_printf(s->cc->out, "%zx\r\n", *got) < 0 ||
+                     evbuffer_add_buffer(s->cc->out, tmp) != 0 || evbuffer_add(s->cc->out, "\r\n", 2) != 0))
+        rc = WEIR_ERROR;
+    evbuffer_free(tmp);
+    if (rc == WEIR_DONE && evbuffer_add(s->cc->out, "0\r\n\r\n", 5) != 0)
+        rc = WEIR_ERROR;
+    return rc;
 }
 
 int weir_x_stream(struct weir_session *s)
@@ -584,15 +627,29 @@ int weir_x_stream(struct weir_session *s)
         size_t room = before < WEIR_S_HWM ? WEIR_S_HWM - before : 0;
         if (room > x->stream_left)
             room = (size_t)x->stream_left;
-        int rc = x->src->pull((struct weir_exchange *)s, x->src_arg, s->cc->out, room);
-        size_t got = evbuffer_get_length(s->cc->out) - before;
-        if (rc != WEIR_OK || got > room)
+        size_t got;
+        int rc;
+        if (x->stream_left == UINT64_MAX) {
+            rc = stream_pull_framed(s, room, &got);
+        } else {
+            rc = x->src->pull((struct weir_exchange *)s, x->src_arg, s->cc->out, room);
+            got = evbuffer_get_length(s->cc->out) - before;
+        }
+        if ((rc != WEIR_OK && rc != WEIR_DONE) || got > room)
             return WEIR_ERROR;
-        x->stream_left -= got;
         x->bytes_out += got;
-        if (got == 0)
+        if (x->stream_left == UINT64_MAX) {
+            if (rc == WEIR_DONE)
+                break; /* the whole body of unknown length was pulled */
+        } else {
+            x->stream_left -= got;
+            if (rc == WEIR_DONE && x->stream_left > 0)
+                return WEIR_ERROR; /* shorter than announced */
+        }
+        if (got == 0 && x->stream_left > 0)
             return WEIR_AGAIN; /* weir_exchange_stream_kick() resumes */
     }
+    x->stream_left = 0;
     x->resp_done = 1;
     return WEIR_DONE;
 }

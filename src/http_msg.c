@@ -378,7 +378,7 @@ int weir_http_build_answer_head(struct weir_sbuf *b, int status, const char *fie
     weir_sbuf_str(b, weir_http_reason(status));
     WEIR_SBUF_LIT(b, "\r\n");
     weir_sbuf_add(b, fields, fields_len);
-    if (status >= 200 && status != 204 && status != 304) { /* RFC 9110 8.6 */
+    if (status >= 200 && status != 204 && status != 304 && body_len != UINT64_MAX) { /* RFC 9110 8.6 */
         WEIR_SBUF_LIT(b, "Content-Length: ");
         weir_sbuf_u64(b, body_len);
         WEIR_SBUF_LIT(b, "\r\n");

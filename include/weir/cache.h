@@ -55,6 +55,7 @@ struct weir_cache_counters {
     uint64_t hit_l1, hit_l2, miss, stale_served, stored, not_storable, coalesced, l2_garbage, only_if_cached,
         revalidated;
     uint64_t not_storable_by[16]; /* by enum weir_cache_store_reason */
+    uint64_t stream_cut; /* coalesced waiters cut: more than max_object_bytes behind a passing body */
 };
 void weir_cache_counters(struct weir_cache_counters *c);
 

@@ -34,6 +34,8 @@
 #define WEIR_OBJ_GROWING   0 /* body still arriving */
 #define WEIR_OBJ_COMPLETE  1 /* whole body stored */
 #define WEIR_OBJ_ABANDONED 2 /* will never be complete: readers must not wait for more */
+#define WEIR_OBJ_PASSING   3 /* grew past max_bytes while readers stream it: never stored (below) */
+#define WEIR_OBJ_PASSED    4 /* a passing object's body ended: complete for its readers only */
 
 #define WEIR_OBJ_MAX_HEADERS 256
 
@@ -71,6 +73,8 @@ struct weir_cache_obj {
     /* writer's cursor (the writer thread only) */
     struct weir_cache_chunk *head, *tail;
     size_t tail_len;
+
+    struct weir_cache_readers *rd; /* weir_cache_obj_readers_enable(), else NULL */
 };
 
 /*
@@ -89,11 +93,14 @@ struct weir_cache_obj *weir_cache_obj_new(const char *key, const char *url,
 
 /* Add body bytes (writer only). Returns WEIR_OK, or WEIR_DECLINED when the
  * body would pass max_bytes or memory ran out: the object is then
- * abandoned (readers keep what they have; nothing more is added). */
+ * abandoned (readers keep what they have; nothing more is added); or, with
+ * registered readers past max_bytes, WEIR_AGAIN: the object is passing
+ * (see readers below), not storable, and takes more for its readers. */
 int weir_cache_obj_append(struct weir_cache_obj *o, const void *p, size_t n);
 
 /* The body is complete (writer only). WEIR_ERROR when the object was
- * abandoned or fewer bytes than Content-Length arrived (then abandoned). */
+ * abandoned or fewer bytes than Content-Length arrived (then abandoned);
+ * WEIR_DECLINED for a passing object (now WEIR_OBJ_PASSED: not storable). */
 int weir_cache_obj_finish(struct weir_cache_obj *o);
 
 void weir_cache_obj_abandon(struct weir_cache_obj *o);
@@ -124,6 +131,49 @@ struct weir_cache_cursor {
 };
 size_t weir_cache_obj_span(const struct weir_cache_obj *o, struct weir_cache_cursor *cur, uint64_t off,
                            uint64_t avail, const char **p);
+
+/*
+ * Registered readers: a body of unknown length that may outgrow max_bytes
+ * while clients are streamed it (coalesced waiters). The writer calls
+ * weir_cache_obj_readers_enable() before anyone reads; each reader then
+ * registers (weir_cache_obj_reader_add) and reads only through
+ * weir_cache_obj_read(), which copies under the object's reader lock and
+ * records how far the reader got. When an append would pass max_bytes and
+ * readers are registered, the object is not abandoned but turns
+ * WEIR_OBJ_PASSING: it is never stored (finish() makes it WEIR_OBJ_PASSED,
+ * not COMPLETE) and keeps taking appends, while every append drops the
+ * chunks that all registered readers have read, so it holds about
+ * max_bytes at most: a reader more than max_bytes behind the writer is
+ * cut (r->cut; its reads fail) instead of making it grow without bound.
+ * Once passing, the writer wakes readers itself (r->wake, called under the
+ * reader lock: it must not call back into the object) on every append and
+ * at the end. A passing object left without readers is abandoned.
+ */
+struct weir_cache_reader {
+    struct weir_cache_reader *next;       /* the object's readers (under its lock) */
+    const struct weir_cache_chunk *chunk; /* read cursor: a chunk and the offset of its first byte */
+    uint64_t cbase;
+    uint64_t off;            /* body bytes read */
+    int attached;            /* in the object's list */
+    int cut;                 /* dropped by the writer: fell behind */
+    void (*wake)(void *arg); /* passing object: more body, or its end (may be NULL) */
+    void *arg;
+};
+
+/* Writer, before the object is published to readers. WEIR_OK or WEIR_ERROR. */
+int weir_cache_obj_readers_enable(struct weir_cache_obj *o);
+/* Register r (zeroed but for wake/arg) at offset 0. WEIR_OK, or
+ * WEIR_DECLINED (no reader support, prefix already dropped, abandoned). */
+int weir_cache_obj_reader_add(struct weir_cache_obj *o, struct weir_cache_reader *r);
+/* Unregister r (any thread; harmless when cut or never added). */
+void weir_cache_obj_reader_remove(struct weir_cache_obj *o, struct weir_cache_reader *r);
+/* Copy up to max body bytes at r->off into buf and advance r->off: the
+ * count (0: nothing new yet), or -1 when r was cut. */
+long weir_cache_obj_read(struct weir_cache_obj *o, struct weir_cache_reader *r, char *buf, size_t max);
+/* Readers cut since the last call (writer: to count and log them). */
+unsigned weir_cache_obj_take_cut(struct weir_cache_obj *o);
+/* Offset of the first body byte still held (0 unless passing dropped some). */
+uint64_t weir_cache_obj_base(struct weir_cache_obj *o);
 
 /* First header named lname (lower-case), or NULL. */
 const struct weir_http_header *weir_cache_obj_header(const struct weir_cache_obj *o, const char *lname);

@@ -67,6 +67,7 @@ struct cache_worker {
     _Atomic uint64_t hit_l1, hit_l2, miss, stale_served, stored, not_storable, coalesced, l2_garbage,
         only_if_cached, revalidated;
     _Atomic uint64_t not_storable_by[16];
+    _Atomic uint64_t stream_cut; /* streaming waiters cut: too far behind a passing object */
 };
 
 struct flight {
@@ -141,11 +142,13 @@ struct cx {
     int polling;                    /* another instance holds it: we wait for L2 */
     uint64_t lease_until_us;
     struct event *poll;
-    struct weir_cache_obj *sobj; /* streamed to this waiter (retained) */
-    int revalidating;            /* conditional request to the origin for c->stale (session's upstream) */
-    uint64_t ssent;              /* body bytes of sobj handed to the session */
-    const char *fwd;             /* Cache-Status fwd= when it goes upstream (RFC 9211) */
-    const char *detail;          /* ... and its detail=, or NULL */
+    struct weir_cache_obj *sobj;  /* streamed to this waiter (retained) */
+    int revalidating;             /* conditional request to the origin for c->stale (session's upstream) */
+    uint64_t ssent;               /* body bytes of sobj handed to the session */
+    struct weir_cache_reader rdr; /* sobj's length unknown: registered reader (cache_obj.h) */
+    int rdr_on;                   /* ... registered */
+    const char *fwd;              /* Cache-Status fwd= when it goes upstream (RFC 9211) */
+    const char *detail;           /* ... and its detail=, or NULL */
     struct weir_cache_rstats *rs; /* the route's cache statistics (cache_stats.h) */
     const struct weir_pool *pool; /* the route's pool (the exchange keeps its snapshot) */
     int range_tried;              /* a Range miss was fetched whole already (cache_range.c) */
@@ -165,6 +168,8 @@ struct store {
     struct weir_cache_obj *stale; /* revalidating this (retained): a 304 answers from it */
     struct weir_cache_rstats *rs; /* the route's cache statistics */
     int reval_result;             /* its result is the revalidation's, not counted yet */
+    int passing;                  /* grew past max_object_bytes while waiters stream it */
+    int cut_logged;
 };
 
 /* ---- cache_serve.c ---- */
@@ -188,8 +193,11 @@ void cache_attach_status(struct weir_exchange *x, const char *fwd, const char *d
 /* Answer c from o while o still grows (a coalesced waiter), when the
  * request allows (no Range or precondition, its Vary variant, usable):
  * WEIR_OK (c->sobj holds o; the session pulls the body), or WEIR_DECLINED
- * (nothing sent). */
+ * (nothing sent). A length not known yet needs o's readers enabled: c is
+ * registered as a reader (c->rdr.wake/arg set by the caller). */
 int cache_serve_stream(struct cx *c, struct weir_cache_obj *o, const char *cstatus);
+/* The exchange ends: unregister its reader, drop c->sobj. */
+void cache_stream_stop(struct cx *c);
 
 /* ---- cache_l2.c ---- */
 
@@ -206,7 +214,8 @@ void cache_lease_release(struct cache_worker *cw, const char *key, int pass);
 struct flight *cache_flight_join(const char *key, struct waiter *w, int *err);
 /* End a flight: wake every waiter on its own worker with result. */
 void cache_flight_end(struct flight *f, int result);
-/* The leader's object o (a known length) grows: waiters may stream it. */
+/* The leader's object o grows: waiters may stream it (a length not known
+ * yet: o's readers enabled, cache_obj.h). */
 void cache_flight_stream(struct flight *f, struct weir_cache_obj *o);
 /* More of the flight's object arrived: wake the waiters streaming it. */
 void cache_flight_progress(struct flight *f);

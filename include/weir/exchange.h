@@ -164,14 +164,18 @@ int weir_exchange_add_response_field(struct weir_exchange *x, const char *line, 
  * weir_exchange_respond(), with Content-Length: body_len) is queued now;
  * the body is then pulled from src as the client's output has room:
  *   pull(x, arg, out, max) moves at most max bytes into out (by reference
- *   is fine) and returns WEIR_OK, or WEIR_ERROR to cut the connection (the
- *   body will never be complete). Moving 0 bytes means "nothing yet": the
+ *   is fine) and returns WEIR_OK, WEIR_DONE (what it moved, if anything,
+ *   ends the body), or WEIR_ERROR to cut the connection (the body will never
+ *   be complete). Moving 0 bytes with WEIR_OK means "nothing yet": the
  *   source calls weir_exchange_stream_kick() when it has more.
  * The exchange ends when body_len bytes were pulled (none for HEAD, 204,
- * 304). arg must stay valid until the hook's on_end (which runs when the
- * exchange ends, aborted = 1 when it was cut or the client left). Call
- * instead of weir_exchange_respond(), from on_request or before resuming
- * with WEIR_HOOK_ANSWERED. Returns WEIR_OK or WEIR_ERROR (nothing sent).
+ * 304). body_len UINT64_MAX is a length not known yet: the session frames
+ * the body itself, chunked to an HTTP/1.1 client (the last chunk after
+ * WEIR_DONE) or delimited by closing the connection to HTTP/1.0, and a cut
+ * (WEIR_ERROR) leaves the body visibly incomplete either way. arg must stay valid until the hook's on_end
+ * (which runs when the exchange ends, aborted = 1 when it was cut or the client left). Call instead of
+ * weir_exchange_respond(), from on_request or before resuming with WEIR_HOOK_ANSWERED. Returns WEIR_OK or
+ * WEIR_ERROR (nothing sent).
  */
 struct weir_resp_source {
     int (*pull)(struct weir_exchange *x, void *arg, struct evbuffer *out, size_t max);

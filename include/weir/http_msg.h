@@ -120,7 +120,8 @@ int weir_http_build_redirect(struct weir_sbuf *b, int status, const char *locati
  * Append to b the head of an answer whose body another module holds (the
  * cache): status line, the caller's fields `fields` (complete "Name: value\r\n"
  * lines, no framing or connection fields), Content-Length: body_len (not for
- * 1xx, 204, 304, which have no body),
+ * 1xx, 204, 304, which have no body, nor when body_len is UINT64_MAX: a
+ * length not known yet, framed by the caller),
  * X-Request-Id (rid non-empty), Connection: close when close.
  * Returns WEIR_OK or WEIR_ERROR (oom).
  */

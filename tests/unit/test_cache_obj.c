@@ -285,6 +285,291 @@ static void test_concurrent_reader(void **state)
     free(data);
 }
 
+/* ---- registered readers: a body passing through past max_bytes ---- */
+
+static void count_wake(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* Read all r can get now into got+*off. */
+static long drain(struct weir_cache_obj *o, struct weir_cache_reader *r, char *got, size_t *off)
+{
+    long k, total = 0;
+    while ((k = weir_cache_obj_read(o, r, got + *off, 1000)) > 0) {
+        *off += (size_t)k;
+        total += k;
+    }
+    return k < 0 ? -1 : total;
+}
+
+static void test_readers_without_readers_abandon(void **state)
+{
+    char *data = pattern(5000);
+    struct weir_cache_obj *o = make(NULL, 4096);
+
+    assert_int_equal(weir_cache_obj_readers_enable(o), WEIR_OK);
+    assert_int_equal(weir_cache_obj_append(o, data, 4000), WEIR_OK);
+    /* nobody registered: too big is abandoned as before */
+    assert_int_equal(weir_cache_obj_append(o, data, 200), WEIR_DECLINED);
+    assert_int_equal(weir_cache_obj_state(o), WEIR_OBJ_ABANDONED);
+    weir_cache_obj_release(o);
+
+    /* without reader support nobody may register */
+    o = make(NULL, 4096);
+    struct weir_cache_reader r = {0};
+    assert_int_equal(weir_cache_obj_reader_add(o, &r), WEIR_DECLINED);
+    weir_cache_obj_release(o);
+    free(data);
+}
+
+static void test_pass_through(void **state)
+{
+    size_t n = 100000, off = 0, roff = 0, max = 8192;
+    char *data = pattern(n), *got = malloc(n);
+    struct weir_cache_obj *o = make(NULL, max);
+    struct weir_cache_reader r = {0}, late = {0};
+    int w = 0;
+
+    r.wake = count_wake;
+    r.arg = &w;
+    assert_int_equal(weir_cache_obj_readers_enable(o), WEIR_OK);
+    assert_int_equal(weir_cache_obj_reader_add(o, &r), WEIR_OK);
+    assert_int_equal(weir_cache_obj_append(o, data, 6000), WEIR_OK);
+    assert_int_equal(drain(o, &r, got, &roff), 6000);
+    assert_int_equal(w, 0); /* growing: the flight wakes readers, not the object */
+    /* past max_bytes with a reader: passing, not abandoned */
+    assert_int_equal(weir_cache_obj_append(o, data + 6000, 4000), WEIR_AGAIN);
+    off = 10000;
+    assert_int_equal(weir_cache_obj_state(o), WEIR_OBJ_PASSING);
+    assert_int_equal(w, 1);
+    /* the reader follows in steps; the object drops what it read */
+    while (off < n) {
+        size_t k = n - off < 1500 ? n - off : 1500;
+        assert_int_equal(weir_cache_obj_append(o, data + off, k), WEIR_AGAIN);
+        off += k;
+        assert_true(drain(o, &r, got, &roff) >= 0);
+        /* it holds about max_bytes, never the whole body */
+        assert_true(atomic_load(&o->mem) < 4 * max + 4096);
+    }
+    assert_true(weir_cache_obj_base(o) > 0);
+    assert_true(weir_cache_obj_base(o) <= roff);
+    /* a reader that comes after the prefix was dropped cannot start */
+    assert_int_equal(weir_cache_obj_reader_add(o, &late), WEIR_DECLINED);
+    /* the end: complete for the reader, but never storable */
+    int before = w;
+    assert_int_equal(weir_cache_obj_finish(o), WEIR_DECLINED);
+    assert_int_equal(weir_cache_obj_state(o), WEIR_OBJ_PASSED);
+    assert_true(w > before);
+    assert_true(drain(o, &r, got, &roff) >= 0);
+    assert_int_equal(roff, n);
+    assert_memory_equal(got, data, n);
+    size_t len;
+    assert_null(weir_cache_obj_encode(o, &len));
+    assert_int_equal(weir_cache_obj_take_cut(o), 0);
+    weir_cache_obj_reader_remove(o, &r);
+    weir_cache_obj_reader_remove(o, &r); /* harmless twice */
+    weir_cache_obj_release(o);
+    free(data);
+    free(got);
+}
+
+static void test_pass_cuts_a_reader_too_far_behind(void **state)
+{
+    size_t n = 200000, off = 0, fast_off = 0, max = 16384;
+    char *data = pattern(n), *got = malloc(n), *slow_got = malloc(n);
+    struct weir_cache_obj *o = make(NULL, max);
+    struct weir_cache_reader fast = {0}, slow = {0};
+    int fw = 0, sw = 0;
+    size_t slow_off = 0;
+
+    fast.wake = count_wake;
+    fast.arg = &fw;
+    slow.wake = count_wake;
+    slow.arg = &sw;
+    assert_int_equal(weir_cache_obj_readers_enable(o), WEIR_OK);
+    assert_int_equal(weir_cache_obj_reader_add(o, &fast), WEIR_OK);
+    assert_int_equal(weir_cache_obj_reader_add(o, &slow), WEIR_OK);
+    assert_int_equal(weir_cache_obj_append(o, data, 10000), WEIR_OK);
+    assert_int_equal(drain(o, &slow, slow_got, &slow_off), 10000); /* then it stops reading */
+    off = 10000;
+    while (off < n) {
+        size_t k = n - off < 3000 ? n - off : 3000;
+        assert_int_equal(weir_cache_obj_append(o, data + off, k), off + k > max ? WEIR_AGAIN : WEIR_OK);
+        off += k;
+        assert_true(drain(o, &fast, got, &fast_off) >= 0);
+        if (off - 10000 <= max)
+            assert_int_equal(slow.cut, 0);
+        assert_true(atomic_load(&o->mem) < 4 * max + 4096);
+    }
+    /* more than max_bytes behind: cut once, counted once, told */
+    assert_int_equal(slow.cut, 1);
+    assert_int_equal(weir_cache_obj_take_cut(o), 1);
+    assert_int_equal(weir_cache_obj_take_cut(o), 0);
+    assert_true(sw > 0);
+    assert_int_equal(weir_cache_obj_read(o, &slow, slow_got, 100), -1);
+    weir_cache_obj_reader_remove(o, &slow); /* it was cut: harmless */
+    assert_int_equal(weir_cache_obj_finish(o), WEIR_DECLINED);
+    assert_true(drain(o, &fast, got, &fast_off) >= 0);
+    assert_int_equal(fast_off, n);
+    assert_memory_equal(got, data, n);
+    weir_cache_obj_reader_remove(o, &fast);
+    weir_cache_obj_release(o);
+    free(data);
+    free(got);
+    free(slow_got);
+}
+
+static void test_pass_left_alone_or_abandoned(void **state)
+{
+    char *data = pattern(20000), *got = malloc(20000);
+    struct weir_cache_obj *o = make(NULL, 4096);
+    struct weir_cache_reader r = {0};
+    int w = 0;
+    size_t roff = 0;
+
+    r.wake = count_wake;
+    r.arg = &w;
+    assert_int_equal(weir_cache_obj_readers_enable(o), WEIR_OK);
+    assert_int_equal(weir_cache_obj_reader_add(o, &r), WEIR_OK);
+    assert_int_equal(weir_cache_obj_append(o, data, 3000), WEIR_OK);
+    assert_int_equal(drain(o, &r, got, &roff), 3000);
+    assert_int_equal(weir_cache_obj_append(o, data + 3000, 2000), WEIR_AGAIN);
+    /* the writer breaks off: the reader is told, gets what there is, then the end */
+    int before = w;
+    weir_cache_obj_abandon(o);
+    assert_true(w > before);
+    assert_int_equal(drain(o, &r, got, &roff), 2000);
+    assert_int_equal(roff, 5000);
+    assert_memory_equal(got, data, 5000);
+    assert_int_equal(weir_cache_obj_state(o), WEIR_OBJ_ABANDONED);
+    weir_cache_obj_reader_remove(o, &r);
+    weir_cache_obj_release(o);
+
+    /* a reader more than max_bytes behind the first passing append is cut
+     * at once; with no reader left it is abandoned */
+    o = make(NULL, 4096);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(weir_cache_obj_readers_enable(o), WEIR_OK);
+    assert_int_equal(weir_cache_obj_reader_add(o, &r), WEIR_OK);
+    assert_int_equal(weir_cache_obj_append(o, data, 3000), WEIR_OK);
+    assert_int_equal(weir_cache_obj_append(o, data, 3000), WEIR_DECLINED);
+    assert_int_equal(r.cut, 1);
+    assert_int_equal(weir_cache_obj_take_cut(o), 1);
+    assert_int_equal(weir_cache_obj_state(o), WEIR_OBJ_ABANDONED);
+    weir_cache_obj_reader_remove(o, &r);
+    weir_cache_obj_release(o);
+
+    /* its last reader left: nothing to pass through to, abandoned */
+    o = make(NULL, 4096);
+    memset(&r, 0, sizeof(r));
+    roff = 0;
+    assert_int_equal(weir_cache_obj_readers_enable(o), WEIR_OK);
+    assert_int_equal(weir_cache_obj_reader_add(o, &r), WEIR_OK);
+    assert_int_equal(weir_cache_obj_append(o, data, 3000), WEIR_OK);
+    assert_int_equal(drain(o, &r, got, &roff), 3000);
+    assert_int_equal(weir_cache_obj_append(o, data, 2000), WEIR_AGAIN);
+    weir_cache_obj_reader_remove(o, &r);
+    assert_int_equal(weir_cache_obj_append(o, data, 100), WEIR_DECLINED);
+    assert_int_equal(weir_cache_obj_state(o), WEIR_OBJ_ABANDONED);
+    weir_cache_obj_release(o);
+
+    /* a body of unknown length that fits: complete and storable, readers or not */
+    o = make(NULL, 4096);
+    memset(&r, 0, sizeof(r));
+    roff = 0;
+    assert_int_equal(weir_cache_obj_readers_enable(o), WEIR_OK);
+    assert_int_equal(weir_cache_obj_reader_add(o, &r), WEIR_OK);
+    assert_int_equal(weir_cache_obj_append(o, data, 4096), WEIR_OK);
+    assert_int_equal(weir_cache_obj_finish(o), WEIR_OK);
+    assert_int_equal(weir_cache_obj_state(o), WEIR_OBJ_COMPLETE);
+    assert_int_equal(drain(o, &r, got, &roff), 4096);
+    check_body(o, data, 4096);
+    weir_cache_obj_reader_remove(o, &r);
+    weir_cache_obj_release(o);
+    free(data);
+    free(got);
+}
+
+/* Readers on other threads follow a passing body while the writer drops
+ * what they read (run under TSan by scripts/test). */
+struct preader {
+    struct weir_cache_obj *o;
+    struct weir_cache_reader r;
+    const char *want;
+    size_t n;
+    int ok;
+    _Atomic uint64_t seen; /* how far it read, for the writer to pace itself */
+};
+
+static void *preader_main(void *arg)
+{
+    struct preader *p = arg;
+    char buf[4096];
+    uint64_t off = 0;
+
+    p->ok = 0;
+    for (;;) {
+        int st = weir_cache_obj_state(p->o);
+        long k = weir_cache_obj_read(p->o, &p->r, buf, sizeof(buf));
+        if (k < 0)
+            return NULL;
+        if (k > 0 && memcmp(buf, p->want + off, (size_t)k) != 0)
+            return NULL;
+        off += (uint64_t)k;
+        atomic_store(&p->seen, off);
+        if (k == 0 && st == WEIR_OBJ_PASSED && off == weir_cache_obj_length(p->o))
+            break;
+        if (k == 0)
+            sched_yield();
+    }
+    p->ok = off == p->n;
+    return NULL;
+}
+
+static void test_pass_concurrent_readers(void **state)
+{
+    /* max_bytes large enough that a reader on a loaded machine is never cut */
+    size_t n = 4000000, off = 0, max = 1 << 20;
+    char *data = pattern(n);
+    struct weir_cache_obj *o = make(NULL, max);
+    struct preader p[2];
+    pthread_t t[2];
+
+    assert_int_equal(weir_cache_obj_readers_enable(o), WEIR_OK);
+    for (int i = 0; i < 2; i++) {
+        memset(&p[i], 0, sizeof(p[i]));
+        p[i].o = o;
+        p[i].want = data;
+        p[i].n = n;
+        assert_int_equal(weir_cache_obj_reader_add(o, &p[i].r), WEIR_OK);
+        weir_cache_obj_retain(o);
+        assert_int_equal(pthread_create(&t[i], NULL, preader_main, &p[i]), 0);
+    }
+    while (off < n) {
+        size_t k = n - off < 1500 ? n - off : 1500;
+        int rc = weir_cache_obj_append(o, data + off, k);
+        assert_true(rc == WEIR_OK || rc == WEIR_AGAIN);
+        off += k;
+        /* do not outrun the readers by max_bytes: they would be cut */
+        while (off - atomic_load(&p[0].seen) > (uint64_t)max / 2 ||
+               off - atomic_load(&p[1].seen) > (uint64_t)max / 2)
+            sched_yield();
+        /* what every reader read is dropped: it holds about max_bytes */
+        assert_true(off - weir_cache_obj_base(o) <= (uint64_t)max + max / 4 + 1500);
+    }
+    assert_int_equal(weir_cache_obj_state(o), WEIR_OBJ_PASSING);
+    assert_int_equal(weir_cache_obj_finish(o), WEIR_DECLINED);
+    weir_cache_obj_release(o);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        assert_true(p[i].ok);
+        weir_cache_obj_reader_remove(o, &p[i].r);
+        weir_cache_obj_release(o);
+    }
+    free(data);
+}
+
 static void test_freshen(void **state)
 {
     struct weir_cache_obj *o = make(NULL, 4096), *f;
@@ -436,6 +721,11 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_refcount),
         cmocka_unit_test(test_concurrent_reader),
+        cmocka_unit_test(test_readers_without_readers_abandon),
+        cmocka_unit_test(test_pass_through),
+        cmocka_unit_test(test_pass_cuts_a_reader_too_far_behind),
+        cmocka_unit_test(test_pass_left_alone_or_abandoned),
+        cmocka_unit_test(test_pass_concurrent_readers),
         cmocka_unit_test(test_freshen),
         cmocka_unit_test(test_encode_roundtrip),
         cmocka_unit_test(test_encode_incomplete),

@@ -293,6 +293,11 @@ static void test_answer_head(void **st)
     assert_int_equal(weir_http_build_answer_head(&b, 304, NULL, 0, 0, NULL, 1), WEIR_OK);
     assert_sbuf(&b, "HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n");
     weir_sbuf_free(&b);
+    /* a length not known yet: no Content-Length, the caller frames the body */
+    f = "Transfer-Encoding: chunked\r\n";
+    assert_int_equal(weir_http_build_answer_head(&b, 200, f, strlen(f), UINT64_MAX, NULL, 0), WEIR_OK);
+    assert_sbuf(&b, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    weir_sbuf_free(&b);
 }
 
 int main(void)
