@@ -56,7 +56,7 @@ static void f_abort(struct weir_exchange *x, void *d)
     ((struct rec *)d)->aborts++;
 }
 
-static const struct weir_resp_filter filt = {"test", f_head, f_data, f_end, f_abort};
+static const struct weir_resp_filter filt = {"test", f_head, f_data, f_end, f_abort, NULL};
 
 static struct weir_session *mk(void)
 {
@@ -170,7 +170,7 @@ static void f_noop(struct weir_exchange *x, void *d)
     (void)d;
 }
 
-static const struct weir_resp_filter filt_add = {"add", f_head_add, NULL, f_noop, f_noop};
+static const struct weir_resp_filter filt_add = {"add", f_head_add, NULL, f_noop, f_noop, NULL};
 
 /* Fields may be added during on_head only, well-formed lines only, kept
  * in call order for the head the session sends. */
