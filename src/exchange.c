@@ -463,6 +463,8 @@ int weir_exchange_set_request_field(struct weir_exchange *x, const char *lname, 
     struct weir_session *s = (struct weir_session *)x;
     struct weir_xstate *xs = s->x;
     size_t nl = strlen(lname);
+    if (xs != NULL && xs->uphead_pending && weir_sreq_build_uphead(s) != WEIR_OK)
+        return WEIR_ERROR; /* built now: only while the parsed head is there (on_request) */
     if (xs == NULL || xs->uphead == NULL || xs->up_ready || xs->answered || nl == 0)
         return WEIR_ERROR;
     for (size_t i = 0; i < nl; i++)

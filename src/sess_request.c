@@ -220,6 +220,20 @@ static int route(struct weir_session *s, struct weir_http_msg *m, const char *p)
             return refuse(s, 500, NULL, 1);
     }
     s->x->hash = hash_key(s, m);
+    s->x->uphead_pending = 1; /* built after the hooks, unless one answers */
+    return WEIR_OK;
+}
+
+int weir_sreq_build_uphead(struct weir_session *s)
+{
+    if (!s->x->uphead_pending)
+        return WEIR_OK;
+    if (s->x->head_p == NULL)
+        return WEIR_ERROR; /* the parsed head is gone */
+    const struct weir_http_msg *m = &s->w->msg;
+    const char *hraw;
+    size_t hraw_len;
+    raw_host(m, &hraw, &hraw_len);
     struct weir_sbuf b = {s->x->uphead, 0, s->x->uphead_cap, 0};
     struct weir_up_head_params hp = {
         .host = hraw,
@@ -234,9 +248,8 @@ static int route(struct weir_session *s, struct weir_http_msg *m, const char *p)
     s->x->uphead = b.p;
     s->x->uphead_cap = b.cap;
     s->x->uphead_len = b.len;
-    if (rc != WEIR_OK)
-        return refuse(s, 500, NULL, 1);
-    return WEIR_OK;
+    s->x->uphead_pending = 0;
+    return rc;
 }
 
 int weir_sreq_head(struct weir_session *s)

@@ -255,6 +255,12 @@ static int run_hooks(struct weir_session *s)
 /* After a hook: go upstream. */
 static void go_upstream(struct weir_session *s)
 {
+    if (s->x->uphead_pending) { /* its head could not be built */
+        s->x->answer = 500;
+        s->x->answer_close = 1;
+        stage_failed(s);
+        return;
+    }
     s->state = S_UPSTREAM;
     if (weir_sup_start(s, up_cb) == WEIR_ERROR)
         stage_failed(s);
@@ -278,6 +284,8 @@ static void request_routed(struct weir_session *s)
     }
     s->state = S_HOOK;
     int rc = run_hooks(s);
+    if (!s->dead && rc != WEIR_HOOK_ANSWERED)
+        (void)weir_sreq_build_uphead(s); /* out of memory: go_upstream answers 500 */
     weir_sreq_consume(s);
     if (s->dead)
         return;

@@ -129,6 +129,7 @@ struct weir_xstate {
     int req_consumed; /* some body byte left the client buffer */
     char *uphead;     /* upstream request head, kept for retries */
     size_t uphead_len, uphead_cap;
+    int uphead_pending; /* routed, head not built yet (weir_sreq_build_uphead) */
     char *lf; /* log fields, NUL-separated */
     size_t lf_len, lf_cap;
     uint32_t lf_off[LF_N], lf_n[LF_N];
@@ -251,6 +252,10 @@ void weir_sreq_consume(struct weir_session *s);
  * (reused); AGAIN: connect in progress; ERROR: answer s->answer. */
 int weir_sup_start(struct weir_session *s, weir_conn_handler h);
 /* The connection is usable: queue the head. */
+/* Build the upstream request head of a routed request (a no-op when built).
+ * Only while the parsed head is there: before weir_sreq_consume(). Saves
+ * the work for requests a hook answers (cache hits). WEIR_OK or WEIR_ERROR. */
+int weir_sreq_build_uphead(struct weir_session *s);
 void weir_sup_ready(struct weir_session *s);
 /* Move request body bytes from the client up. OK: whole body sent;
  * AGAIN: more to come; ERROR: malformed body (answer s->answer, or abort
