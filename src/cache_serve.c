@@ -111,6 +111,12 @@ static int skip_field(const struct weir_http_header *h, int drop_type)
 static void add_fields(struct weir_sbuf *b, const struct weir_cache_obj *o, int only_304, int drop_type)
 {
     size_t need = 256;
+    if (!only_304 && !drop_type && o->wire != NULL) { /* the usual case: one block */
+        if (b->len + o->wire_len + need > b->cap && weir_sbuf_grow(b, o->wire_len + need) != 0)
+            return;
+        weir_sbuf_add(b, o->wire, o->wire_len);
+        return;
+    }
     for (size_t i = 0; i < o->nheaders; i++)
         need += o->headers[i].name_len + o->headers[i].value_len + 4;
     if (b->len + need > b->cap && weir_sbuf_grow(b, need) != 0)

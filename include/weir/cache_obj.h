@@ -56,6 +56,8 @@ struct weir_cache_obj {
     struct weir_http_header *headers; /* spans into hblob; flags 0 */
     size_t nheaders;
     char *hblob;
+    char *wire;        /* the headers but Age and X-Request-Id as "Name: value\r\n" lines, */
+    size_t wire_len;   /* ready to send with a whole answer */
     char *key;         /* "GET http://host/path" */
     char *url;         /* "http://host/path" */
     char *vary_names;  /* "" when the response had no Vary */
