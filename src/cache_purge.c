@@ -168,6 +168,55 @@ static void log_purge(struct weir_cache_redis *r, const char *kind, const char *
                                (int64_t)RULES_SECONDS * 1000, NULL, NULL, NULL);
 }
 
+/* A purge's INCR and PUBLISH go out as one script; where Redis refuses
+ * scripts (EVAL disabled or not allowed to this user) they go out as two
+ * commands, the message without its generation: subscribers apply it and,
+ * not knowing its number, drop their L1 on their next reconnect rather
+ * than trust it. */
+struct pub {
+    struct weir_cache_redis *r;
+    size_t n;
+    char msg[];
+};
+
+static _Atomic int script_refused_logged;
+
+static void incr_publish_done(void *arg, int status, long long v)
+{
+    struct pub *p = arg;
+
+    if (status == WEIR_REDIS_ERROR) {
+        struct weir_redis_stats st;
+        weir_cache_redis_stats(p->r, &st);
+        if (strstr(st.last_error, "error reply") != NULL) { /* not a lost connection */
+            if (atomic_exchange(&script_refused_logged, 1) == 0)
+                weir_log_warn(
+                    "cache: Redis refused the purge script (%s): purges are published without their "
+                    "generation, so instances drop their L1 whenever they reconnect",
+                    st.last_error);
+            weir_cache_redis_incr(p->r, PURGE_GEN, strlen(PURGE_GEN), NULL, NULL, NULL);
+            weir_cache_redis_publish(p->r, PURGE_CHAN, p->msg, p->n, NULL, NULL, NULL);
+        }
+    }
+    free(p);
+}
+
+static void incr_publish(struct weir_cache_redis *r, const char *msg, size_t n)
+{
+    struct pub *p = malloc(sizeof(*p) + n);
+
+    if (p == NULL) {
+        weir_cache_redis_incr_publish(r, PURGE_GEN, PURGE_CHAN, msg, n, NULL, NULL, NULL);
+        return;
+    }
+    p->r = r;
+    p->n = n;
+    memcpy(p->msg, msg, n);
+    if (weir_cache_redis_incr_publish(r, PURGE_GEN, PURGE_CHAN, msg, n, incr_publish_done, p, NULL) !=
+        WEIR_OK)
+        free(p);
+}
+
 /* Message: "KIND SOFT VALUE", published by a script as "GEN KIND SOFT
  * VALUE" with GEN the purge generation it brought (see cache_pgen.h). */
 static void publish_purge(struct cache_worker *cw, const char *kind, const char *value, int soft)
@@ -188,7 +237,7 @@ static void publish_purge(struct cache_worker *cw, const char *kind, const char 
     log_purge(cw->l2, kind, value, soft);
     n = snprintf(msg, sizeof(msg), "%s %d %s", kind, soft ? 1 : 0, value);
     if (n > 0 && (size_t)n < sizeof(msg))
-        weir_cache_redis_incr_publish(cw->l2, PURGE_GEN, PURGE_CHAN, msg, (size_t)n, NULL, NULL, NULL);
+        incr_publish(cw->l2, msg, (size_t)n);
 }
 
 static size_t purge_local(const char *kind, const char *value, int soft)
@@ -493,7 +542,7 @@ void weir_cache_purge(const char *kind, const char *value, int soft, weir_cache_
     /* every instance (this one too) records the purge for its L2 reads and
      * purges its L1; a hard URL purge also deletes the stored value */
     log_purge(r, kind, value, soft);
-    weir_cache_redis_incr_publish(r, PURGE_GEN, PURGE_CHAN, msg, (size_t)ml, NULL, NULL, NULL);
+    incr_publish(r, msg, (size_t)ml);
     p = malloc(sizeof(*p));
     if (strcmp(kind, "url") == 0 && !soft && p != NULL) {
         char kbuf[2048], *key = weir_cache_key(WEIR_HTTP_GET, value);

@@ -278,3 +278,40 @@ def test_continuously_connected_instance_keeps_its_l1(procs, origin, redis):
         assert "dropped" not in a.stderr(), a.stderr_tail()
     finally:
         proxy.cut()
+
+
+def test_purges_still_reach_instances_when_redis_refuses_scripts(procs, origin, redis):
+    """A Redis that refuses EVAL (here by ACL): a purge goes out as INCR and
+    an unnumbered message; the other instance still applies it, and since
+    it cannot number it, it drops its L1 when it reconnects rather than
+    trust it."""
+    for p in ("/d/1", "/d/2"):
+        origin.set(p, headers=[("Cache-Control", "max-age=600")], body=p.encode())
+    kw, ap = admin_conf(origin, redis=redis)
+    a = procs.weir(**kw)
+    proxy = CuttableProxy(redis.port)
+    try:
+        bkw, bp = admin_conf(origin, redis=redis)
+        b = procs.weir(**via(proxy, bkw, redis))
+        assert b.wait_log(r"purge generation 0 read: L1 kept", 10), b.stderr_tail()
+        for p in ("/d/1", "/d/2"):
+            get(b, p)
+            assert "detail=l1" in cs(get(b, p))
+        assert redis.cmd("ACL", "SETUSER", "default", "-eval").startswith(b"+OK")
+        st, j = admin(ap, "POST", "/cache/purge", {"url": "http://localhost/d/1"})
+        assert st == 200, j
+        assert a.wait_log(r"Redis refused the purge script \(error reply: NOPERM", 10), a.stderr_tail()
+        assert wait_until(lambda: redis.cmd("GET", GEN_KEY) == b"$1\r\n1\r\n", tf(5), 0.1)
+        # B heard it: /d/1 left its L1, /d/2 did not
+        assert wait_until(lambda: not is_hit(get(b, "/d/1")), tf(10), 0.1)
+        assert "detail=l1" in cs(get(b, "/d/2"))
+        assert gen_of(bp) == 0  # an unnumbered message does not move what B knows
+        proxy.cut()
+        assert b.wait_log(r"redis subscriber: connection lost", 10), b.stderr_tail()
+        time.sleep(0.3)
+        proxy.restore()
+        assert b.wait_log(r"purges happened while the purge channel was down \(generation 0 before\): "
+                          r"dropped \d+ L1 objects", 20), b.stderr_tail()
+        assert wait_until(lambda: "detail=l2" in cs(get(b, "/d/2")), tf(10), 0.2), cs(get(b, "/d/2"))
+    finally:
+        proxy.cut()
