@@ -315,3 +315,29 @@ def test_purges_still_reach_instances_when_redis_refuses_scripts(procs, origin, 
         assert wait_until(lambda: "detail=l2" in cs(get(b, "/d/2")), tf(10), 0.2), cs(get(b, "/d/2"))
     finally:
         proxy.cut()
+
+
+def test_instance_started_while_redis_unreachable_drops_its_l1_once_connected(procs, origin, redis):
+    """B starts while it cannot reach Redis and serves from L1 alone; what
+    was published meanwhile it cannot know, so when the purge channel comes
+    up it drops that L1 once (conservatively), then tracks purges as usual."""
+    origin.set("/s/1", headers=[("Cache-Control", "max-age=600")], body=b"s1")
+    proxy = CuttableProxy(redis.port)
+    proxy.cut()
+    try:
+        bkw, bp = admin_conf(origin, redis=redis)
+        b = procs.weir(**via(proxy, bkw, redis))
+        assert b.wait_log(r"redis subscriber: cannot connect", 10), b.stderr_tail()
+        get(b, "/s/1")
+        assert "detail=l1" in cs(get(b, "/s/1"))
+        assert gen_of(bp) == -1
+        proxy.restore()
+        assert b.wait_log(r"purge generation 0 read: L1 objects were stored before the purge channel was up, "
+                          r"purges published meanwhile are unknown: dropped 1 L1 objects", 20), b.stderr_tail()
+        assert gen_of(bp) == 0
+        r = get(b, "/s/1")
+        assert not is_hit(r) and origin.count("/s/1") == 2, cs(r)
+        assert "detail=l1" in cs(get(b, "/s/1"))  # stored again, and kept from now on
+        assert b.stderr().count("dropped") == 1
+    finally:
+        proxy.cut()
