@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 #include <event2/buffer.h>
 
+#include "weir/cache_pgen.h"
 #include "weir/cache_stage.h"
 #include "weir/core.h"
 #include "weir/log.h"
@@ -171,33 +173,57 @@ static void log_purge(struct weir_cache_redis *r, const char *kind, const char *
                                (int64_t)RULES_SECONDS * 1000, NULL, NULL, NULL);
 }
 
-static void log_reply(void *arg, int status, const char *data, size_t len)
-{
-    size_t pos = 0, n, loaded = 0;
-    const char *item;
+/* A purge's INCR and PUBLISH go out as one script; where Redis refuses
+ * scripts (EVAL disabled or not allowed to this user) they go out as two
+ * commands, the message without its generation: subscribers apply it and,
+ * not knowing its number, drop their L1 on their next reconnect rather
+ * than trust it. */
+struct pub {
+    struct weir_cache_redis *r;
+    size_t n;
+    char msg[];
+};
 
-    if (status != WEIR_REDIS_OK)
-        return;
-    while (weir_redis_list_next(data, len, &pos, &item, &n)) {
-        char rec[4096], kind;
-        long long at;
-        int soft, off = 0;
-        if (n >= sizeof(rec))
-            continue;
-        memcpy(rec, item, n);
-        rec[n] = '\0';
-        if (sscanf(rec, "%lld %c %d %n", &at, &kind, &soft, &off) != 3 || off <= 0 || rec[off] == '\0' ||
-            (kind != 'u' && kind != 'p' && kind != 't'))
-            continue; /* not a record of ours */
-        if (at + RULES_SECONDS < cache_now())
-            continue;
-        rule_add(kind, soft != 0, rec + off, at);
-        loaded++;
+static _Atomic int script_refused_logged;
+
+static void incr_publish_done(void *arg, int status, long long v)
+{
+    struct pub *p = arg;
+
+    if (status == WEIR_REDIS_ERROR) {
+        struct weir_redis_stats st;
+        weir_cache_redis_stats(p->r, &st);
+        if (strstr(st.last_error, "error reply") != NULL) { /* not a lost connection */
+            if (atomic_exchange(&script_refused_logged, 1) == 0)
+                weir_log_warn(
+                    "cache: Redis refused the purge script (%s): purges are published without their "
+                    "generation, so instances drop their L1 whenever they reconnect",
+                    st.last_error);
+            weir_cache_redis_incr(p->r, PURGE_GEN, strlen(PURGE_GEN), NULL, NULL, NULL);
+            weir_cache_redis_publish(p->r, PURGE_CHAN, p->msg, p->n, NULL, NULL, NULL);
+        }
     }
-    weir_log_info("cache: purge log read: %zu recent purge(s) apply to L2 values", loaded);
+    free(p);
 }
 
-/* Message: "KIND SOFT VALUE". */
+static void incr_publish(struct weir_cache_redis *r, const char *msg, size_t n)
+{
+    struct pub *p = malloc(sizeof(*p) + n);
+
+    if (p == NULL) {
+        weir_cache_redis_incr_publish(r, PURGE_GEN, PURGE_CHAN, msg, n, NULL, NULL, NULL);
+        return;
+    }
+    p->r = r;
+    p->n = n;
+    memcpy(p->msg, msg, n);
+    if (weir_cache_redis_incr_publish(r, PURGE_GEN, PURGE_CHAN, msg, n, incr_publish_done, p, NULL) !=
+        WEIR_OK)
+        free(p);
+}
+
+/* Message: "KIND SOFT VALUE", published by a script as "GEN KIND SOFT
+ * VALUE" with GEN the purge generation it brought (see cache_pgen.h). */
 static void publish_purge(struct cache_worker *cw, const char *kind, const char *value, int soft)
 {
     char msg[4096];
@@ -214,10 +240,9 @@ static void publish_purge(struct cache_worker *cw, const char *kind, const char 
         }
     }
     log_purge(cw->l2, kind, value, soft);
-    weir_cache_redis_incr(cw->l2, PURGE_GEN, strlen(PURGE_GEN), NULL, NULL, NULL);
     n = snprintf(msg, sizeof(msg), "%s %d %s", kind, soft ? 1 : 0, value);
     if (n > 0 && (size_t)n < sizeof(msg))
-        weir_cache_redis_publish(cw->l2, PURGE_CHAN, msg, (size_t)n, NULL, NULL, NULL);
+        incr_publish(cw->l2, msg, (size_t)n);
 }
 
 static size_t purge_local(const char *kind, const char *value, int soft)
@@ -233,52 +258,248 @@ static size_t purge_local(const char *kind, const char *value, int soft)
     return 0;
 }
 
+/*
+ * The purge generation (state machine in cache_pgen.c). Everything here
+ * runs on worker 0's thread: the subscriber, its timer and worker 0's L2
+ * connection, which makes the reads, all live on its event base.
+ * cache_g.purge_gen mirrors the known generation for GET /cache.
+ *
+ * On every subscription the generation and the purge log are read; a
+ * read that fails (error reply, timeout, connection or breaker down) is
+ * retried with backoff while that subscription lasts (a new one starts
+ * over), the failure logged once and the recovery once.
+ */
+#define SYNC_BACKOFF_MIN_MS 100
+#define SYNC_BACKOFF_MAX_MS 5000
+
+static struct {
+    int inited;
+    struct weir_pgen g;
+    struct cache_worker *cw;
+    unsigned epoch;           /* the subscription the reads below are for */
+    int gen_state, log_state; /* SYNC_* */
+    int retry_set, failures, backoff_ms;
+} ps;
+
+enum { SYNC_TODO, SYNC_PENDING, SYNC_DONE };
+
+static void sync_send(void);
+
+static void sync_retry_cb(void *arg)
+{
+    ps.retry_set = 0;
+    if ((uintptr_t)arg == ps.epoch)
+        sync_send();
+}
+
+/* A read of this subscription failed: try it again later. */
+static void sync_failed(const char *what, const char *why)
+{
+    int delay = ps.backoff_ms;
+
+    if (ps.cw == NULL || ps.cw->sub == NULL || !weir_cache_redis_sub_active(ps.cw->sub))
+        return; /* the next subscription reads again */
+    if (ps.failures++ == 0)
+        weir_log_warn("cache: reading the purge %s failed (%s); retrying with backoff (at most every %d ms) "
+                      "while the purge channel is up",
+                      what, why, SYNC_BACKOFF_MAX_MS);
+    else
+        weir_log_debug("cache: reading the purge %s failed again (%s); next try in %d ms", what, why, delay);
+    if (ps.retry_set)
+        return;
+    ps.backoff_ms = ps.backoff_ms * 2 > SYNC_BACKOFF_MAX_MS ? SYNC_BACKOFF_MAX_MS : ps.backoff_ms * 2;
+    if (weir_cache_redis_sub_after(ps.cw->sub, delay, sync_retry_cb, (void *)(uintptr_t)ps.epoch) == 0)
+        ps.retry_set = 1;
+    else
+        weir_log_error(
+            "cache: cannot arm the purge %s retry timer; it is read again on the next subscription", what);
+}
+
+static const char *status_why(int status)
+{
+    struct weir_redis_stats st;
+
+    if (status == WEIR_REDIS_TIMEOUT)
+        return "timed out";
+    if (ps.cw != NULL && ps.cw->l2 != NULL) {
+        weir_cache_redis_stats(ps.cw->l2, &st);
+        if (st.last_error[0] != '\0') {
+            static char why[sizeof(st.last_error)];
+            memcpy(why, st.last_error, sizeof(why));
+            return why;
+        }
+    }
+    return "error";
+}
+
+static void sync_succeeded(void)
+{
+    if (ps.failures > 0 && ps.gen_state == SYNC_DONE && ps.log_state == SYNC_DONE) {
+        weir_log_info("cache: purge generation and log read after %d failed attempt(s)", ps.failures);
+        ps.failures = 0;
+    }
+}
+
+static void gen_reply(void *arg, int status, long long v)
+{
+    unsigned epoch = (unsigned)(uintptr_t)arg;
+    int check = ps.g.check;
+    long long before = ps.g.known;
+    int verdict;
+
+    if (epoch != ps.epoch || ps.gen_state != SYNC_PENDING)
+        return; /* for a subscription that is gone */
+    if (status == WEIR_REDIS_MISS)
+        v = 0;
+    else if (status != WEIR_REDIS_OK || v < 0) {
+        ps.gen_state = SYNC_TODO;
+        sync_failed("generation", status == WEIR_REDIS_OK ? "a negative value" : status_why(status));
+        return;
+    }
+    ps.gen_state = SYNC_DONE;
+    verdict = weir_pgen_read(&ps.g, epoch, v);
+    if (verdict == WEIR_PGEN_IGNORE)
+        return; /* the subscription ended while the read was out: it says nothing of the gap */
+    atomic_store(&cache_g.purge_gen, weir_pgen_current(&ps.g));
+    if (verdict == WEIR_PGEN_DROP) {
+        size_t n = weir_cache_l1_purge_all(cache_g.l1);
+        weir_cache_stats_purged(WEIR_CS_TIER_L1, n);
+        if (check == WEIR_PGEN_CHECK_KNOWN)
+            weir_log_warn(
+                "cache: purge generation %lld read: purges happened while the purge channel was down "
+                "(generation %lld before): dropped %zu L1 objects",
+                v, before, n);
+        else if (check == WEIR_PGEN_CHECK_UNKNOWN)
+            weir_log_warn(
+                "cache: purge generation %lld read: the purge channel was cut before the generation "
+                "was known, purges published meanwhile are unknown: dropped %zu L1 objects",
+                v, n);
+        else
+            weir_log_warn(
+                "cache: purge generation %lld read: L1 objects were stored before the purge channel "
+                "was up, purges published meanwhile are unknown: dropped %zu L1 objects",
+                v, n);
+    } else {
+        weir_log_info("cache: purge generation %lld read: L1 kept", v);
+    }
+    sync_succeeded();
+}
+
+static void log_reply(void *arg, int status, const char *data, size_t len)
+{
+    unsigned epoch = (unsigned)(uintptr_t)arg;
+    size_t pos = 0, n, loaded = 0;
+    const char *item;
+
+    if (epoch != ps.epoch || ps.log_state != SYNC_PENDING)
+        return;
+    if (status != WEIR_REDIS_OK && status != WEIR_REDIS_MISS) {
+        ps.log_state = SYNC_TODO;
+        sync_failed("log", status_why(status));
+        return;
+    }
+    ps.log_state = SYNC_DONE;
+    while (status == WEIR_REDIS_OK && weir_redis_list_next(data, len, &pos, &item, &n)) {
+        char rec[4096], kind;
+        long long at;
+        int soft, off = 0;
+        if (n >= sizeof(rec))
+            continue;
+        memcpy(rec, item, n);
+        rec[n] = '\0';
+        if (sscanf(rec, "%lld %c %d %n", &at, &kind, &soft, &off) != 3 || off <= 0 || rec[off] == '\0' ||
+            (kind != 'u' && kind != 'p' && kind != 't'))
+            continue; /* not a record of ours */
+        if (at + RULES_SECONDS < cache_now())
+            continue;
+        rule_add(kind, soft != 0, rec + off, at);
+        loaded++;
+    }
+    weir_log_info("cache: purge log read: %zu recent purge(s) apply to L2 values", loaded);
+    sync_succeeded();
+}
+
+/* Send the reads this subscription still needs. */
+static void sync_send(void)
+{
+    struct cache_worker *cw = ps.cw;
+    void *tag = (void *)(uintptr_t)ps.epoch;
+
+    if (cw == NULL || cw->sub == NULL || !weir_cache_redis_sub_active(cw->sub))
+        return;
+    if (ps.gen_state == SYNC_TODO) {
+        ps.gen_state = SYNC_PENDING;
+        if (cw->l2 == NULL ||
+            weir_cache_redis_getint(cw->l2, PURGE_GEN, strlen(PURGE_GEN), gen_reply, tag, NULL) != WEIR_OK) {
+            ps.gen_state = SYNC_TODO;
+            sync_failed("generation", "the L2 connection is down");
+        }
+    }
+    if (ps.log_state == SYNC_TODO) {
+        ps.log_state = SYNC_PENDING;
+        if (cw->l2 == NULL || weir_cache_redis_lrange(cw->l2, PURGE_LOG, strlen(PURGE_LOG), RULES_MAX,
+                                                      log_reply, tag, NULL) != WEIR_OK) {
+            ps.log_state = SYNC_TODO;
+            sync_failed("log", "the L2 connection is down");
+        }
+    }
+}
+
+static void on_unsubscribed(void *arg)
+{
+    weir_pgen_lost(&ps.g);
+    atomic_store(&cache_g.purge_gen, weir_pgen_current(&ps.g));
+}
+
+void cache_on_subscribed(void *arg)
+{
+    struct cache_worker *cw = arg;
+    struct weir_l1_stats st;
+
+    if (!ps.inited) {
+        weir_pgen_init(&ps.g);
+        ps.inited = 1;
+    }
+    weir_cache_l1_stats(cache_g.l1, &st);
+    weir_cache_redis_sub_set_on_lost(cw->sub, on_unsubscribed);
+    ps.cw = cw;
+    ps.epoch = weir_pgen_subscribed(&ps.g, st.objects > 0);
+    ps.gen_state = ps.log_state = SYNC_TODO;
+    ps.failures = 0;
+    ps.backoff_ms = SYNC_BACKOFF_MIN_MS;
+    ps.retry_set = 0; /* a pending retry carries the old epoch: it does nothing */
+    sync_send();
+}
+
 void cache_on_purge_message(void *arg, const char *p, size_t n)
 {
-    char buf[4096], kind[16], *value;
+    char buf[4096], kind[16], *value, *rest = buf, *end;
+    long long gen = -1;
     int soft;
 
     if (n >= sizeof(buf))
         return;
     memcpy(buf, p, n);
     buf[n] = '\0';
-    if (sscanf(buf, "%15s %d", kind, &soft) != 2)
+    if (buf[0] >= '0' && buf[0] <= '9') { /* "GEN KIND SOFT VALUE" */
+        errno = 0;
+        gen = strtoll(buf, &end, 10);
+        if (errno != 0 || *end != ' ')
+            return;
+        rest = end + 1;
+    }
+    if (sscanf(rest, "%15s %d", kind, &soft) != 2)
         return;
-    value = strchr(buf, ' ');
+    value = strchr(rest, ' ');
     value = value ? strchr(value + 1, ' ') : NULL;
     if (value == NULL)
         return;
-    /* each message follows one INCR of the generation, in order */
-    long long g = atomic_load(&cache_g.purge_gen);
-    while (g >= 0 && !atomic_compare_exchange_weak(&cache_g.purge_gen, &g, g + 1))
-        ;
     weir_cache_stats_purged(WEIR_CS_TIER_L1, purge_local(kind, value + 1, soft));
     rule_add(kind[0] == 'u' ? 'u' : kind[0] == 'p' ? 'p' : 't', soft, value + 1, cache_now());
-}
-
-static void gen_reply(void *arg, int status, long long v)
-{
-    long long prev;
-
-    if (status == WEIR_REDIS_MISS)
-        v = 0;
-    else if (status != WEIR_REDIS_OK)
-        return;
-    prev = atomic_exchange(&cache_g.purge_gen, v);
-    /* purges were published while we were not listening: drop what we
-     * can no longer trust */
-    if (prev >= 0 && prev != v) {
-        size_t n = weir_cache_l1_purge_all(cache_g.l1);
-        weir_cache_stats_purged(WEIR_CS_TIER_L1, n);
-        weir_log_warn("cache: purges happened while the purge channel was down: dropped %zu L1 objects", n);
+    if (ps.inited) {
+        weir_pgen_message(&ps.g, gen);
+        atomic_store(&cache_g.purge_gen, weir_pgen_current(&ps.g));
     }
-}
-
-void cache_on_subscribed(void *arg)
-{
-    struct cache_worker *cw = arg;
-    weir_cache_redis_getint(cw->l2, PURGE_GEN, strlen(PURGE_GEN), gen_reply, NULL, NULL);
-    weir_cache_redis_lrange(cw->l2, PURGE_LOG, strlen(PURGE_LOG), RULES_MAX, log_reply, NULL, NULL);
 }
 
 struct purge_req {
@@ -326,8 +547,7 @@ void weir_cache_purge(const char *kind, const char *value, int soft, weir_cache_
     /* every instance (this one too) records the purge for its L2 reads and
      * purges its L1; a hard URL purge also deletes the stored value */
     log_purge(r, kind, value, soft);
-    weir_cache_redis_incr(r, PURGE_GEN, strlen(PURGE_GEN), NULL, NULL, NULL);
-    weir_cache_redis_publish(r, PURGE_CHAN, msg, (size_t)ml, NULL, NULL, NULL);
+    incr_publish(r, msg, (size_t)ml);
     p = malloc(sizeof(*p));
     if (strcmp(kind, "url") == 0 && !soft && p != NULL) {
         char kbuf[2048], *key = weir_cache_key(WEIR_HTTP_GET, value);
@@ -357,4 +577,5 @@ void cache_purge_shutdown(void)
     }
     nrules = next_rule = 0;
     pthread_mutex_unlock(&rules_mu);
+    memset(&ps, 0, sizeof(ps)); /* the workers are stopped: a restart starts over */
 }

@@ -752,6 +752,42 @@ int weir_cache_redis_publish(struct weir_cache_redis *r, const char *channel, co
     return keyed(r, K_INT, "PUBLISH", channel, strlen(channel), extra, el, 1, NULL, cb, arg, h);
 }
 
+static const char incr_publish_lua[] = "local n = redis.call('INCR', KEYS[1]) "
+                                       "redis.call('PUBLISH', ARGV[1], n .. ' ' .. ARGV[2]) return n";
+
+int weir_cache_redis_incr_publish(struct weir_cache_redis *r, const char *counter, const char *channel,
+                                  const char *msg, size_t mlen, weir_redis_int_cb cb, void *arg,
+                                  struct weir_redis_cmd **h)
+{
+    char kbuf[KEYBUF], cbuf[KEYBUF], *k, *c;
+    const char *argv[6];
+    size_t len[6], kl, cl;
+    int rc = WEIR_DECLINED;
+
+    k = full_key(r, counter, strlen(counter), kbuf, sizeof(kbuf), &kl);
+    c = full_key(r, channel, strlen(channel), cbuf, sizeof(cbuf), &cl);
+    if (k != NULL && c != NULL) {
+        argv[0] = "EVAL";
+        len[0] = 4;
+        argv[1] = incr_publish_lua;
+        len[1] = sizeof(incr_publish_lua) - 1;
+        argv[2] = "1";
+        len[2] = 1;
+        argv[3] = k;
+        len[3] = kl;
+        argv[4] = c;
+        len[4] = cl;
+        argv[5] = msg;
+        len[5] = mlen;
+        rc = send_cmd(r, K_INT, 6, argv, len, NULL, cb, arg, h);
+    }
+    if (k != NULL && k != kbuf)
+        free(k);
+    if (c != NULL && c != cbuf)
+        free(c);
+    return rc;
+}
+
 /* ---- subscriber ------------------------------------------------------------------------ */
 
 struct weir_cache_redis_sub {
@@ -765,8 +801,11 @@ struct weir_cache_redis_sub {
     int logged_down;
     struct event *retry;
     weir_redis_msg_cb on_message;
-    weir_redis_sub_cb on_subscribed;
+    weir_redis_sub_cb on_subscribed, on_lost;
     void *arg;
+    struct event *after; /* weir_cache_redis_sub_after's timer */
+    weir_redis_sub_cb after_cb;
+    void *after_arg;
 };
 
 static void sub_connect(struct weir_cache_redis_sub *s);
@@ -833,11 +872,15 @@ static void sub_on_connect(const redisAsyncContext *ac, int status)
 static void sub_on_disconnect(const redisAsyncContext *ac, int status)
 {
     struct weir_cache_redis_sub *s = ac->data;
+    int was_active;
 
     if (s == NULL || s->ctx != ac)
         return;
+    was_active = s->active;
     s->ctx = NULL;
     sub_schedule(s, "connection lost");
+    if (was_active && s->on_lost != NULL)
+        s->on_lost(s->arg);
 }
 
 static void sub_connect(struct weir_cache_redis_sub *s)
@@ -908,6 +951,8 @@ void weir_cache_redis_sub_free(struct weir_cache_redis_sub *s)
     }
     if (s->retry != NULL)
         event_free(s->retry);
+    if (s->after != NULL)
+        event_free(s->after);
     free(s->address);
     free(s->password);
     free(s->channel);
@@ -923,4 +968,30 @@ void weir_cache_redis_sub_set_backoff(struct weir_cache_redis_sub *s, int min_ms
 int weir_cache_redis_sub_active(const struct weir_cache_redis_sub *s)
 {
     return s->active;
+}
+
+void weir_cache_redis_sub_set_on_lost(struct weir_cache_redis_sub *s, weir_redis_sub_cb on_lost)
+{
+    s->on_lost = on_lost;
+}
+
+static void sub_after_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct weir_cache_redis_sub *s = arg;
+
+    if (s->after_cb != NULL)
+        s->after_cb(s->after_arg);
+}
+
+int weir_cache_redis_sub_after(struct weir_cache_redis_sub *s, int ms, weir_redis_sub_cb cb, void *arg)
+{
+    struct timeval tv;
+
+    if (s->after == NULL && (s->after = evtimer_new(s->base, sub_after_cb, s)) == NULL)
+        return -1;
+    s->after_cb = cb;
+    s->after_arg = arg;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return evtimer_add(s->after, &tv) == 0 ? 0 : -1;
 }

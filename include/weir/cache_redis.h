@@ -146,6 +146,13 @@ static inline int weir_redis_list_next(const char *data, size_t n, size_t *pos, 
 
 int weir_cache_redis_publish(struct weir_cache_redis *r, const char *channel, const char *msg, size_t mlen,
                              weir_redis_int_cb cb, void *arg, struct weir_redis_cmd **h);
+/* INCR prefix+counter and PUBLISH "N msg" (N the new value) on
+ * prefix+channel in one atomic step (a script): no other command runs
+ * between them, so a subscriber that reads the counter sees exactly the
+ * messages numbered above it still to come. cb gets N. */
+int weir_cache_redis_incr_publish(struct weir_cache_redis *r, const char *counter, const char *channel,
+                                  const char *msg, size_t mlen, weir_redis_int_cb cb, void *arg,
+                                  struct weir_redis_cmd **h);
 
 /* The caller no longer wants the reply: its callback will not be called. */
 void weir_cache_redis_cancel(struct weir_redis_cmd *h);
@@ -193,5 +200,11 @@ void weir_cache_redis_sub_free(struct weir_cache_redis_sub *s);
 void weir_cache_redis_sub_set_backoff(struct weir_cache_redis_sub *s, int min_ms, int max_ms);
 /* 1 while subscribed. */
 int weir_cache_redis_sub_active(const struct weir_cache_redis_sub *s);
+/* on_lost: a confirmed subscription ended (its connection dropped); it is
+ * being re-established with backoff. Called on the subscriber's thread. */
+void weir_cache_redis_sub_set_on_lost(struct weir_cache_redis_sub *s, weir_redis_sub_cb on_lost);
+/* Run cb(arg) once after ms on the subscriber's event base (its thread); a
+ * later call replaces a pending one; freeing the subscriber cancels it. */
+int weir_cache_redis_sub_after(struct weir_cache_redis_sub *s, int ms, weir_redis_sub_cb cb, void *arg);
 
 #endif
