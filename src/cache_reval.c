@@ -187,6 +187,10 @@ int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cac
 {
     int err;
 
+    /* request no-store: nothing of the answer may be stored, not even the
+     * headers a 304 would freshen (§5.2.1.5): a plain fetch */
+    if (c->qcc.flags & WEIR_CC_NO_STORE)
+        return -1;
     if (!v->stale_if_error && weir_cache_obj_header(o, "etag") == NULL &&
         weir_cache_obj_header(o, "last-modified") == NULL)
         return -1;

@@ -967,7 +967,10 @@ void weir_cache_decide(const struct weir_cc *rcc, int64_t lifetime, const struct
     v->stale_if_error = !forbid_stale && (stale < 0 || (sie != WEIR_CC_UNSET && stale <= sie));
 
     v->use = WEIR_USE_REVALIDATE;
-    if ((rcc->flags & WEIR_CC_NO_CACHE) || (qcc->flags & WEIR_CC_NO_CACHE))
+    /* Request no-store (§5.2.1.5) forbids storing, not using; weir still
+     * sends such a request on, unconditionally: a client that says no-store
+     * wants the origin's answer, and forwarding is always allowed. */
+    if ((rcc->flags & WEIR_CC_NO_CACHE) || (qcc->flags & (WEIR_CC_NO_CACHE | WEIR_CC_NO_STORE)))
         return;
     if (qmax_age != WEIR_CC_UNSET && v->age > qmax_age)
         return;

@@ -210,7 +210,8 @@ struct weir_cache_verdict {
  * qcc the request's directives. The response side forbids serving stale
  * with no-cache (always revalidate), must-revalidate, proxy-revalidate and
  * s-maxage (§5.2.2.10); the request side asks with no-cache, max-age,
- * min-fresh, max-stale. stale-if-error comes from the response or the
+ * min-fresh, max-stale, and no-store (weir's choice: sent on, never
+ * answered from the cache). stale-if-error comes from the response or the
  * request (RFC 5861 §4) and is refused by must-revalidate-like directives.
  */
 void weir_cache_decide(const struct weir_cc *rcc, int64_t lifetime, const struct weir_cache_times *t,

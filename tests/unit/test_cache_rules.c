@@ -617,6 +617,10 @@ static void test_decide_request(void **state)
 {
     /* request no-cache, max-age, min-fresh */
     assert_int_equal(decide("max-age=60", 60, "no-cache", 1).use, WEIR_USE_REVALIDATE);
+    /* request no-store: forwarded, even with max-stale or a fresh entry */
+    assert_int_equal(decide("max-age=60", 60, "no-store", 1).use, WEIR_USE_REVALIDATE);
+    assert_int_equal(decide("max-age=60", 60, "no-store, max-stale", 100).use, WEIR_USE_REVALIDATE);
+    assert_int_equal(decide("max-age=60", 60, "max-stale", 100).use, WEIR_USE_STALE);
     assert_int_equal(decide("max-age=60", 60, "max-age=5", 10).use, WEIR_USE_REVALIDATE);
     assert_int_equal(decide("max-age=60", 60, "max-age=10", 10).use, WEIR_USE_FRESH);
     assert_int_equal(decide("max-age=60", 60, "max-age=bad", 1).use, WEIR_USE_REVALIDATE);
