@@ -10,6 +10,9 @@
  *   allows "first occurrence" or "stale"; stale is the safe one).
  * - A request max-age that is malformed counts as max-age=0 (the most
  *   restrictive reading); other malformed directives are ignored.
+ * - Whitespace around "=" makes a directive malformed (the §5.2 grammar
+ *   has none): "max-age = 60" gives a stale response, "no-store = 1" is
+ *   still honoured as no-store.
  * - Qualified no-cache="f" and private="f" are treated as unqualified
  *   (§5.2.2.4 and §5.2.2.7 allow it): never storing a private field is
  *   simpler to prove than storing the rest of the response without it.
@@ -230,6 +233,11 @@ void weir_cc_parse(struct weir_cc *cc, const char *v, size_t n)
         while (i < n && is_ows((unsigned char)v[i]))
             i++;
         if (i < n && v[i] == '=') {
+            /* §5.2: token [ "=" ( token / quoted-string ) ], no whitespace
+             * around "=": "max-age = 60" is malformed (a stale response,
+             * §4.2.1), though its argument is still read for the name */
+            if (i > ne || (i + 1 < n && is_ows((unsigned char)v[i + 1])))
+                bad = 1;
             has_arg = 1;
             i++;
             while (i < n && is_ows((unsigned char)v[i]))

@@ -261,6 +261,13 @@ def hit(r):
     ("max-age=60, x-unknown, foo=\"a,b\"", [], True),  # unknown directives ignored
     ("max-age=-1", [], False),
     ("max-age=6x", [], False),
+    ("max-age=0060", [], True),                 # leading zeros are digits
+    ("max-age='60'", [], False),                # single quotes are not quoted-string
+    ('x-ext="max-age=3600", max-age=0', [], False),  # a directive inside a quoted string is no directive
+    ('max-age=0, x-ext="max-age=3600"', [], False),
+    ('x-ext="a, b", max-age=60', [], True),
+    ("max-age =60", [], False),                 # no whitespace around "=" (RFC 9110 §5.6.2 grammar)
+    ("max-age= 60", [], False),
 ])
 def test_freshness_lifetime(rig, u, cc, extra, fresh):
     o, w = rig
@@ -283,6 +290,16 @@ def test_expires_relative_to_date(rig, u):
     time.sleep(2.2)
     r = get(w, u)
     assert r.body == b"skew" and not hit(r) and o.n(u) == 2, r.cs
+
+
+@pytest.mark.parametrize("age", ["abc", "-7200", "7200.0", ""])
+def test_invalid_age_is_ignored(rig, u, age):
+    """§5.1: Age is a non-negative integer; anything else is not an age."""
+    o, w = rig
+    o.set(u, headers=[("Cache-Control", "max-age=3600"), ("Age", age)], body=b"age")
+    get(w, u)
+    r = get(w, u)
+    assert hit(r) and int(r.header("Age")) < 5, r.headers
 
 
 def test_two_cache_control_lines_are_one_list(rig, u):
@@ -371,7 +388,7 @@ def test_no_heuristic_for_other_statuses(rig, u, status):
     assert r.status == status and not hit(r) and o.n(u) == 2
 
 
-@pytest.mark.parametrize("status", [302, 307, 500])
+@pytest.mark.parametrize("status", [302, 303, 307, 400, 500, 502, 503])
 def test_other_statuses_with_explicit_freshness(rig, u, status):
     o, w = rig
     o.set(u, status=status, headers=[("Cache-Control", "max-age=60"), ("Location", "/elsewhere")], body=b"e")

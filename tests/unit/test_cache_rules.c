@@ -95,8 +95,20 @@ static void test_cc_case_and_spaces(void **state)
     assert_true(cc.flags & WEIR_CC_NO_STORE);
     assert_true(cc.flags & WEIR_CC_PUBLIC);
     assert_int_equal(cc.malformed, 0);
-    cc = cc_of("max-age = 10"); /* BWS around "=" is tolerated */
+    /* no whitespace around "=" in the §5.2 grammar: malformed, stale */
+    cc = cc_of("max-age = 10");
+    assert_true(cc.flags & WEIR_CC_BAD_FRESHNESS);
+    cc = cc_of("max-age= 10");
+    assert_true(cc.flags & WEIR_CC_BAD_FRESHNESS);
+    cc = cc_of("s-maxage =10, max-age=5");
+    assert_true(cc.flags & WEIR_CC_BAD_FRESHNESS);
+    assert_int_equal(cc.max_age, 5);
+    cc = cc_of("no-store = 1, private =\"x\""); /* restrictive ones still count */
+    assert_true(cc.flags & WEIR_CC_NO_STORE);
+    assert_true(cc.flags & WEIR_CC_PRIVATE);
+    cc = cc_of("max-age=10 , no-cache"); /* OWS around commas is fine */
     assert_int_equal(cc.max_age, 10);
+    assert_false(cc.flags & WEIR_CC_BAD_FRESHNESS);
 }
 
 static void test_cc_quoted(void **state)
