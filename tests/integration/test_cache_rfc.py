@@ -600,6 +600,24 @@ def test_stale_served_with_max_stale_when_allowed(rig, u):
     o.set(u, status=500, body=b"origin error")
     r = get(w, u)
     assert r.status == 200 and r.body == b"sie"
+    assert r.cs.get("fwd") == "stale" and r.cs.get("fwd-status") == "500", r.cs
+    o.set(u, close=True)  # the origin breaks off without an answer
+    r = get(w, u)
+    assert r.status == 200 and r.body == b"sie"
+    # RFC 9211 §2.3: no next-hop status to name
+    assert r.cs.get("fwd") == "stale" and "fwd-status" not in r.cs and r.cs.get("detail") == "stale-if-error"
+
+
+@pytest.mark.parametrize("cc", ["must-revalidate", "proxy-revalidate", "no-cache", "s-maxage=1"])
+def test_no_stale_on_origin_failure_when_prohibited(rig, u, cc):
+    """§4.2.4: a cache MUST NOT generate a stale response when a directive
+    forbids it, not even when the origin cannot be reached."""
+    o, w = rig
+    o.set(u, headers=[("Cache-Control", "max-age=1, " + cc), ("Age", "5"), ("ETag", '"nf"')], body=b"nf")
+    get(w, u)
+    o.set(u, close=True)
+    r = get(w, u, headers=[("Cache-Control", "max-stale=60")], check_cs=False)
+    assert r.status in (502, 504) and r.body != b"nf", r
 
 
 @pytest.mark.parametrize("cc,shared", [
@@ -684,6 +702,30 @@ def test_vary_several_fields_and_normalisation(rig, u):
     assert o.n(u) == 3
 
 
+def test_vary_variants_coexist(rig, u):
+    """A second variant does not evict the first."""
+    o, w = rig
+    o.set(u, lambda q: Answer(headers=[("Cache-Control", "max-age=60"), ("Vary", "Foo")],
+                              body=b"foo=" + (q.h("Foo") or "none").encode()))
+    assert get(w, u, headers=[("Foo", "1")]).body == b"foo=1"
+    assert get(w, u, headers=[("Foo", "2")]).body == b"foo=2"
+    r = get(w, u, headers=[("Foo", "1")])
+    assert hit(r) and r.body == b"foo=1"
+    r = get(w, u, headers=[("Foo", "2"), ("Other", "x")])  # fields not in Vary do not matter
+    assert hit(r) and r.body == b"foo=2"
+    assert o.n(u) == 2
+
+
+def test_query_is_part_of_the_key(rig, u):
+    o, w = rig
+    o.set(u, lambda q: Answer(headers=[("Cache-Control", "max-age=60")], body=q.path.encode()))
+    assert get(w, u + "?a=1").body == (u + "?a=1").encode()
+    r = get(w, u + "?a=2")
+    assert not hit(r) and r.body == (u + "?a=2").encode()
+    r = get(w, u + "?a=1")
+    assert hit(r) and r.body == (u + "?a=1").encode()
+
+
 def test_vary_absent_vs_empty(rig, u):
     o, w = rig
     o.set(u, headers=[("Cache-Control", "max-age=60"), ("Vary", "X-Flag")], body=b"ae")
@@ -756,6 +798,7 @@ def test_revalidation_gets_new_content(rig, u):
     ([("If-None-Match", '"zz"')], 200),
     ([("If-Modified-Since", LAST_MOD)], 304),
     ([("If-Modified-Since", "Sat, 05 Nov 1994 08:49:37 GMT")], 200),
+    ([("If-Modified-Since", "Mon, 07 Nov 1994 08:49:37 GMT")], 304),  # later than Last-Modified
     ([("If-Modified-Since", "not a date")], 200),
     ([("If-None-Match", '"zz"'), ("If-Modified-Since", LAST_MOD)], 200),  # If-None-Match wins
     ([("If-None-Match", '"r1"'), ("If-Modified-Since", "Sat, 05 Nov 1994 08:49:37 GMT")], 304),
@@ -781,6 +824,23 @@ def test_client_conditionals_from_cache(rig, u, req, status):
             assert r.header(f) is not None, f
     elif status == 200:
         assert r.body == b"cond"
+
+
+@pytest.mark.parametrize("cond", [("If-None-Match", '"cs1"'), ("If-Modified-Since", LAST_MOD)])
+def test_client_conditional_on_stale_entry(rig, u, cond):
+    """The stored response is stale: weir validates it with the origin, and
+    the client's own precondition is then answered: 304."""
+    o, w = rig
+    o.set(u, headers=[("Cache-Control", "max-age=1"), ("Age", "5"), ("ETag", '"cs1"'),
+                      ("Last-Modified", LAST_MOD)],
+          headers304=[("Cache-Control", "max-age=60"), ("ETag", '"cs1"'), ("Last-Modified", LAST_MOD)],
+          body=b"stale-cond")
+    get(w, u)
+    r = get(w, u, headers=[cond])
+    assert o.n(u) == 2 and o.last(u).h("If-None-Match") == '"cs1"'
+    assert r.status == 304 and r.body == b"" and r.header("ETag") == '"cs1"', r
+    r = get(w, u)
+    assert hit(r) and r.body == b"stale-cond"
 
 
 def test_weak_etag_fails_if_match(rig, u):
