@@ -266,6 +266,13 @@ def hit(r):
     ('x-ext="max-age=3600", max-age=0', [], False),  # a directive inside a quoted string is no directive
     ('max-age=0, x-ext="max-age=3600"', [], False),
     ('x-ext="a, b", max-age=60', [], True),
+    ("max-age=3600, s-maxage=1", [("Age", "5")], False),
+    ("s-maxage=1, max-age=3600", [("Age", "5")], False),
+    ("max-age=1, s-maxage=3600", [("Age", "5")], True),
+    ('x-ext="max-age=100", max-age="1"', [("Age", "5")], False),
+    ("max-age=2147483648", [], True),           # §1.2.2: taken as 2^31
+    ("max-age=99999999999", [], True),
+    ("max-age=10", [("Age", "15")], False),
     ("max-age =60", [], False),                 # no whitespace around "=" (RFC 9110 §5.6.2 grammar)
     ("max-age= 60", [], False),
 ])
@@ -307,6 +314,10 @@ def test_two_cache_control_lines_are_one_list(rig, u):
     o.set(u, headers=[("Cache-Control", "max-age=60"), ("Cache-Control", "no-store")])
     get(w, u)
     assert not hit(get(w, u)) and o.n(u) == 2
+    o.set(u + "/s", headers=[("Cache-Control", "max-age=3600"), ("Cache-Control", "s-maxage=1"), ("Age", "5"),
+                             ("ETag", '"two"')])
+    get(w, u + "/s")
+    assert not hit(get(w, u + "/s")) and o.n(u + "/s") == 2
 
 
 def test_upstream_age_counts(rig, u):
@@ -662,6 +673,18 @@ def test_set_cookie_not_stored(rig, u):
     ([("Cache-Control", "private"), ("CDN-Cache-Control", "max-age=60")], True),
     ([("Cache-Control", "max-age=60"), ("CDN-Cache-Control", "max-age=abc, ,")], True),  # invalid: ignored
     ([("Cache-Control", "max-age=0"), ("CDN-Cache-Control", "max-age=60, must-revalidate")], True),
+    ([("CDN-Cache-Control", "max-age=2147483648")], True),
+    ([("CDN-Cache-Control", "max-age=99999999999")], True),
+    ([("CDN-Cache-Control", "foobar, max-age=60")], True),
+    ([("CDN-Cache-Control", "max-age=60"), ("Age", "90")], False),
+    ([("CDN-Cache-Control", "max-age=0"), ("Expires", httpdate(time.time() + 3600))], False),
+    ([("CDN-Cache-Control", "max-age=60"), ("Expires", "0")], True),
+    ([("CDN-Cache-Control", "private"), ("Cache-Control", "max-age=60")], False),
+    ([("CDN-Cache-Control", "no-cache"), ("Cache-Control", "max-age=60")], False),
+    ([("CDN-Cache-Control", "max-age=60, &&&"), ("Cache-Control", "no-store")], False),  # not a dictionary
+    ([("CDN-Cache-Control", 'max-age="60"'), ("Cache-Control", "no-store")], False),    # wrong type
+    ([("CDN-Cache-Control", "MaX-aGe=60"), ("Cache-Control", "no-store")], False),      # keys are lower case
+    ([("CDN-Cache-Control", "max-age =60"), ("Cache-Control", "max-age=0")], False),
     ([("Cache-Control", "no-store"), ("Surrogate-Control", "max-age=60")], False),
     ([("Cache-Control", "max-age=60"), ("Surrogate-Control", "no-store")], True),
 ])
@@ -670,6 +693,16 @@ def test_targeted_cache_control(rig, u, headers, stored):
     o.set(u, headers=headers, body=b"cdn")
     get(w, u)
     assert hit(get(w, u)) == stored and o.n(u) == (1 if stored else 2)
+
+
+def test_targeted_field_forwarded(rig, u):
+    """RFC 9213 §2.1: a cache that is not the last one of its kind may pass
+    the field on; weir leaves it in the response (stored and forwarded)."""
+    o, w = rig
+    o.set(u, headers=[("Cache-Control", "max-age=60"), ("CDN-Cache-Control", "max-age=60")], body=b"fw")
+    assert get(w, u).header("CDN-Cache-Control") == "max-age=60"
+    r = get(w, u)
+    assert hit(r) and r.header("CDN-Cache-Control") == "max-age=60"
 
 
 def test_targeted_expiry_ignores_expires(rig, u):
