@@ -408,6 +408,23 @@ def test_other_statuses_with_explicit_freshness(rig, u, status):
     assert r.status == status and hit(r) and o.n(u) == 1
 
 
+def test_heuristic_lifetime_is_a_fraction_of_the_age_of_last_modified(rig, u):
+    """§4.2.2: weir uses 10% of (Date - Last-Modified), at most a day: a
+    document modified 5 s ago gets no lifetime, one modified 1000 s ago
+    100 s; Expires (even an invalid one) rules the heuristic out."""
+    o, w = rig
+    now = time.time()
+    o.set(u + "/new", headers=[("Last-Modified", httpdate(now - 5))], body=b"n")
+    o.set(u + "/old", headers=[("Last-Modified", httpdate(now - 1000))], body=b"o")
+    o.set(u + "/exp", headers=[("Last-Modified", LAST_MOD), ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")])
+    for p, fresh in (("/new", False), ("/old", True), ("/exp", False)):
+        get(w, u + p)
+        r = get(w, u + p)
+        assert hit(r) == fresh, (p, r.cs)
+        if fresh:
+            assert 90 <= int(r.cs["ttl"]) <= 100, r.cs
+
+
 def test_no_heuristic_without_last_modified(rig, u):
     o, w = rig
     o.set(u, headers=[("ETag", '"noheur"')], body=b"n")
@@ -626,6 +643,8 @@ def test_no_stale_on_origin_failure_when_prohibited(rig, u, cc):
     o, w = rig
     o.set(u, headers=[("Cache-Control", "max-age=1, " + cc), ("Age", "5"), ("ETag", '"nf"')], body=b"nf")
     get(w, u)
+    r = get(w, u, headers=[("Cache-Control", "only-if-cached, max-stale=60")])
+    assert r.status == 504 and o.n(u) == 1
     o.set(u, close=True)
     r = get(w, u, headers=[("Cache-Control", "max-stale=60")], check_cs=False)
     assert r.status in (502, 504) and r.body != b"nf", r
