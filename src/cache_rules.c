@@ -847,11 +847,11 @@ int weir_cache_storable(int req_method, const struct weir_http_header *req, size
         if (!understood)
             return WEIR_STORE_MUST_UNDERSTAND;
         /* §5.2.2.3: a cache that understands must-understand ignores no-store */
-    } else {
-        if (!understood)
-            return WEIR_STORE_STATUS;
-        if (rcc->flags & WEIR_CC_NO_STORE)
-            return WEIR_STORE_NO_STORE;
+    } else if (rcc->flags & WEIR_CC_NO_STORE) {
+        /* §3: understanding the status is required only for 206, 304 and
+         * must-understand; another final status (299, 599...) is stored
+         * like any, with explicit freshness or public (never heuristics) */
+        return WEIR_STORE_NO_STORE;
     }
     if (rcc->flags & WEIR_CC_PRIVATE)
         return WEIR_STORE_PRIVATE;

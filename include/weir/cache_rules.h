@@ -116,7 +116,7 @@ size_t weir_http_date_format(int64_t t, char *out);
 enum weir_cache_store_reason {
     WEIR_STORE_OK = 0,
     WEIR_STORE_METHOD,          /* only GET responses are stored */
-    WEIR_STORE_STATUS,          /* 1xx, 206, 304, or a status we do not understand */
+    WEIR_STORE_STATUS,          /* 1xx, 206, 304, or not a status (above 599) */
     WEIR_STORE_REQ_NO_STORE,    /* request Cache-Control: no-store */
     WEIR_STORE_NO_STORE,        /* response no-store (without must-understand for a known status) */
     WEIR_STORE_PRIVATE,         /* response private */

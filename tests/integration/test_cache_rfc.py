@@ -425,6 +425,35 @@ def test_heuristic_lifetime_is_a_fraction_of_the_age_of_last_modified(rig, u):
             assert 90 <= int(r.cs["ttl"]) <= 100, r.cs
 
 
+@pytest.mark.parametrize("status", [302, 500, 599])
+def test_public_allows_heuristic_freshness_for_any_status(rig, u, status):
+    """§4.2.2: heuristics also apply to a response marked public."""
+    o, w = rig
+    o.set(u, status=status, headers=[("Cache-Control", "public"), ("Last-Modified", LAST_MOD)], body=b"pub")
+    get(w, u)
+    r = get(w, u)
+    assert r.status == status and hit(r) and o.n(u) == 1
+
+
+@pytest.mark.parametrize("status,headers,stored", [
+    (299, [("Cache-Control", "max-age=60")], True),
+    (599, [("Cache-Control", "max-age=60")], True),
+    (499, [("Expires", httpdate(time.time() + 600))], True),
+    (599, [("Last-Modified", LAST_MOD)], False),                       # no heuristics for it
+    (599, [("Cache-Control", "max-age=60, must-understand")], False),  # §5.2.2.3
+    (599, [("Cache-Control", "max-age=60, must-understand, no-store")], False),
+    (200, [("Cache-Control", "max-age=60, must-understand, no-store")], True),
+])
+def test_unknown_status_codes(rig, u, status, headers, stored):
+    """§3: a final status the cache does not know is storable like any
+    other unless must-understand asks for understanding."""
+    o, w = rig
+    o.set(u, status=status, headers=headers, body=b"unk")
+    get(w, u)
+    r = get(w, u)
+    assert r.status == status and hit(r) == stored and o.n(u) == (1 if stored else 2)
+
+
 def test_no_heuristic_without_last_modified(rig, u):
     o, w = rig
     o.set(u, headers=[("ETag", '"noheur"')], body=b"n")

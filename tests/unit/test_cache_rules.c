@@ -374,7 +374,12 @@ static void test_storable(void **state)
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 206, &ok), WEIR_STORE_STATUS);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 304, &ok), WEIR_STORE_STATUS);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 100, &ok), WEIR_STORE_STATUS);
-    assert_int_equal(storable(WEIR_HTTP_GET, &none, 299, &ok), WEIR_STORE_STATUS);
+    /* a status weir does not know: stored with explicit freshness or public
+     * (§3 asks to understand it only for 206/304/must-understand) */
+    assert_int_equal(storable(WEIR_HTTP_GET, &none, 299, &ok), WEIR_STORE_OK);
+    assert_int_equal(storable(WEIR_HTTP_GET, &none, 599, &ok), WEIR_STORE_OK);
+    assert_int_equal(storable(WEIR_HTTP_GET, &none, 599, &none), WEIR_STORE_NO_FRESHNESS);
+    assert_int_equal(storable(WEIR_HTTP_GET, &none, 600, &ok), WEIR_STORE_STATUS);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 404, &none), WEIR_STORE_OK);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 500, &none), WEIR_STORE_NO_FRESHNESS);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 500, &ok), WEIR_STORE_OK);
