@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from weirtest import REPO, HttpConn, LOOPBACK, free_port, pool, route, tf
+from weirtest import REPO, HttpConn, LOOPBACK, free_port, pool, route
 
 pytestmark = pytest.mark.skipif(not (REPO / "include" / "weir" / "exchange.h").exists(),
                                 reason="the session's request hook (exchange.h) is not in this tree")
