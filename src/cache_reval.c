@@ -140,7 +140,12 @@ static void fg_done(void *arg, int result, struct weir_cache_obj *o, int status)
             return;
         }
     } else if (result == WEIR_FETCH_ERROR && c->sv.stale_if_error) {
-        snprintf(cs, sizeof(cs), "weir; fwd=stale; fwd-status=%d; detail=stale-if-error", status);
+        /* RFC 9211 §2.3: fwd-status is the status the next hop returned;
+         * none when it never answered (connect error, broken off, timeout) */
+        if (status >= 100 && status <= 599)
+            snprintf(cs, sizeof(cs), "weir; fwd=stale; fwd-status=%d; detail=stale-if-error", status);
+        else
+            snprintf(cs, sizeof(cs), "weir; fwd=stale; detail=stale-if-error");
         c->sv.age = weir_cache_age(&c->stale->times, cache_now());
         if (cache_serve_cs(c, c->stale, &c->sv, "l1", cs) == WEIR_OK) {
             cache_count(&c->cw->stale_served);
@@ -187,6 +192,10 @@ int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cac
 {
     int err;
 
+    /* request no-store: nothing of the answer may be stored, not even the
+     * headers a 304 would freshen (§5.2.1.5): a plain fetch */
+    if (c->qcc.flags & WEIR_CC_NO_STORE)
+        return -1;
     if (!v->stale_if_error && weir_cache_obj_header(o, "etag") == NULL &&
         weir_cache_obj_header(o, "last-modified") == NULL)
         return -1;
@@ -232,9 +241,9 @@ int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cac
         c->state = CX_L2;
         return WEIR_HOOK_SUSPENDED;
     }
-    /* no server available in the pool */
+    /* no server available in the pool: no next hop answered, no fwd-status */
     if (v->stale_if_error &&
-        cache_serve_cs(c, o, v, "l1", "weir; fwd=stale; fwd-status=503; detail=stale-if-error") == WEIR_OK) {
+        cache_serve_cs(c, o, v, "l1", "weir; fwd=stale; detail=stale-if-error") == WEIR_OK) {
         cache_count(&c->cw->stale_served);
         weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_STALE_ERROR);
         cache_flight_end(c->lead, STALE_OK);

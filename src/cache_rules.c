@@ -10,6 +10,9 @@
  *   allows "first occurrence" or "stale"; stale is the safe one).
  * - A request max-age that is malformed counts as max-age=0 (the most
  *   restrictive reading); other malformed directives are ignored.
+ * - Whitespace around "=" makes a directive malformed (the §5.2 grammar
+ *   has none): "max-age = 60" gives a stale response, "no-store = 1" is
+ *   still honoured as no-store.
  * - Qualified no-cache="f" and private="f" are treated as unqualified
  *   (§5.2.2.4 and §5.2.2.7 allow it): never storing a private field is
  *   simpler to prove than storing the rest of the response without it.
@@ -230,6 +233,11 @@ void weir_cc_parse(struct weir_cc *cc, const char *v, size_t n)
         while (i < n && is_ows((unsigned char)v[i]))
             i++;
         if (i < n && v[i] == '=') {
+            /* §5.2: token [ "=" ( token / quoted-string ) ], no whitespace
+             * around "=": "max-age = 60" is malformed (a stale response,
+             * §4.2.1), though its argument is still read for the name */
+            if (i > ne || (i + 1 < n && is_ows((unsigned char)v[i + 1])))
+                bad = 1;
             has_arg = 1;
             i++;
             while (i < n && is_ows((unsigned char)v[i]))
@@ -839,11 +847,11 @@ int weir_cache_storable(int req_method, const struct weir_http_header *req, size
         if (!understood)
             return WEIR_STORE_MUST_UNDERSTAND;
         /* §5.2.2.3: a cache that understands must-understand ignores no-store */
-    } else {
-        if (!understood)
-            return WEIR_STORE_STATUS;
-        if (rcc->flags & WEIR_CC_NO_STORE)
-            return WEIR_STORE_NO_STORE;
+    } else if (rcc->flags & WEIR_CC_NO_STORE) {
+        /* §3: understanding the status is required only for 206, 304 and
+         * must-understand; another final status (299, 599...) is stored
+         * like any, with explicit freshness or public (never heuristics) */
+        return WEIR_STORE_NO_STORE;
     }
     if (rcc->flags & WEIR_CC_PRIVATE)
         return WEIR_STORE_PRIVATE;
@@ -967,7 +975,10 @@ void weir_cache_decide(const struct weir_cc *rcc, int64_t lifetime, const struct
     v->stale_if_error = !forbid_stale && (stale < 0 || (sie != WEIR_CC_UNSET && stale <= sie));
 
     v->use = WEIR_USE_REVALIDATE;
-    if ((rcc->flags & WEIR_CC_NO_CACHE) || (qcc->flags & WEIR_CC_NO_CACHE))
+    /* Request no-store (§5.2.1.5) forbids storing, not using; weir still
+     * sends such a request on, unconditionally: a client that says no-store
+     * wants the origin's answer, and forwarding is always allowed. */
+    if ((rcc->flags & WEIR_CC_NO_CACHE) || (qcc->flags & (WEIR_CC_NO_CACHE | WEIR_CC_NO_STORE)))
         return;
     if (qmax_age != WEIR_CC_UNSET && v->age > qmax_age)
         return;

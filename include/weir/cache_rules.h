@@ -116,7 +116,7 @@ size_t weir_http_date_format(int64_t t, char *out);
 enum weir_cache_store_reason {
     WEIR_STORE_OK = 0,
     WEIR_STORE_METHOD,          /* only GET responses are stored */
-    WEIR_STORE_STATUS,          /* 1xx, 206, 304, or a status we do not understand */
+    WEIR_STORE_STATUS,          /* 1xx, 206, 304, or not a status (above 599) */
     WEIR_STORE_REQ_NO_STORE,    /* request Cache-Control: no-store */
     WEIR_STORE_NO_STORE,        /* response no-store (without must-understand for a known status) */
     WEIR_STORE_PRIVATE,         /* response private */
@@ -210,7 +210,8 @@ struct weir_cache_verdict {
  * qcc the request's directives. The response side forbids serving stale
  * with no-cache (always revalidate), must-revalidate, proxy-revalidate and
  * s-maxage (§5.2.2.10); the request side asks with no-cache, max-age,
- * min-fresh, max-stale. stale-if-error comes from the response or the
+ * min-fresh, max-stale, and no-store (weir's choice: sent on, never
+ * answered from the cache). stale-if-error comes from the response or the
  * request (RFC 5861 §4) and is refused by must-revalidate-like directives.
  */
 void weir_cache_decide(const struct weir_cc *rcc, int64_t lifetime, const struct weir_cache_times *t,

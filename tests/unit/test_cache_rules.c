@@ -95,8 +95,20 @@ static void test_cc_case_and_spaces(void **state)
     assert_true(cc.flags & WEIR_CC_NO_STORE);
     assert_true(cc.flags & WEIR_CC_PUBLIC);
     assert_int_equal(cc.malformed, 0);
-    cc = cc_of("max-age = 10"); /* BWS around "=" is tolerated */
+    /* no whitespace around "=" in the §5.2 grammar: malformed, stale */
+    cc = cc_of("max-age = 10");
+    assert_true(cc.flags & WEIR_CC_BAD_FRESHNESS);
+    cc = cc_of("max-age= 10");
+    assert_true(cc.flags & WEIR_CC_BAD_FRESHNESS);
+    cc = cc_of("s-maxage =10, max-age=5");
+    assert_true(cc.flags & WEIR_CC_BAD_FRESHNESS);
+    assert_int_equal(cc.max_age, 5);
+    cc = cc_of("no-store = 1, private =\"x\""); /* restrictive ones still count */
+    assert_true(cc.flags & WEIR_CC_NO_STORE);
+    assert_true(cc.flags & WEIR_CC_PRIVATE);
+    cc = cc_of("max-age=10 , no-cache"); /* OWS around commas is fine */
     assert_int_equal(cc.max_age, 10);
+    assert_false(cc.flags & WEIR_CC_BAD_FRESHNESS);
 }
 
 static void test_cc_quoted(void **state)
@@ -362,7 +374,12 @@ static void test_storable(void **state)
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 206, &ok), WEIR_STORE_STATUS);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 304, &ok), WEIR_STORE_STATUS);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 100, &ok), WEIR_STORE_STATUS);
-    assert_int_equal(storable(WEIR_HTTP_GET, &none, 299, &ok), WEIR_STORE_STATUS);
+    /* a status weir does not know: stored with explicit freshness or public
+     * (§3 asks to understand it only for 206/304/must-understand) */
+    assert_int_equal(storable(WEIR_HTTP_GET, &none, 299, &ok), WEIR_STORE_OK);
+    assert_int_equal(storable(WEIR_HTTP_GET, &none, 599, &ok), WEIR_STORE_OK);
+    assert_int_equal(storable(WEIR_HTTP_GET, &none, 599, &none), WEIR_STORE_NO_FRESHNESS);
+    assert_int_equal(storable(WEIR_HTTP_GET, &none, 600, &ok), WEIR_STORE_STATUS);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 404, &none), WEIR_STORE_OK);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 500, &none), WEIR_STORE_NO_FRESHNESS);
     assert_int_equal(storable(WEIR_HTTP_GET, &none, 500, &ok), WEIR_STORE_OK);
@@ -617,6 +634,10 @@ static void test_decide_request(void **state)
 {
     /* request no-cache, max-age, min-fresh */
     assert_int_equal(decide("max-age=60", 60, "no-cache", 1).use, WEIR_USE_REVALIDATE);
+    /* request no-store: forwarded, even with max-stale or a fresh entry */
+    assert_int_equal(decide("max-age=60", 60, "no-store", 1).use, WEIR_USE_REVALIDATE);
+    assert_int_equal(decide("max-age=60", 60, "no-store, max-stale", 100).use, WEIR_USE_REVALIDATE);
+    assert_int_equal(decide("max-age=60", 60, "max-stale", 100).use, WEIR_USE_STALE);
     assert_int_equal(decide("max-age=60", 60, "max-age=5", 10).use, WEIR_USE_REVALIDATE);
     assert_int_equal(decide("max-age=60", 60, "max-age=10", 10).use, WEIR_USE_FRESH);
     assert_int_equal(decide("max-age=60", 60, "max-age=bad", 1).use, WEIR_USE_REVALIDATE);
