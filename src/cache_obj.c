@@ -97,9 +97,13 @@ static int set_wire(struct weir_cache_obj *o)
     size_t i, total = 0;
     char *q;
 
-    for (i = 0; i < o->nheaders; i++)
+    o->has_date = 0;
+    for (i = 0; i < o->nheaders; i++) {
+        if (weir_span_ieq(o->headers[i].name, o->headers[i].name_len, "date"))
+            o->has_date = 1;
         if (!wire_skips(&o->headers[i]))
             total += o->headers[i].name_len + o->headers[i].value_len + 4;
+    }
     o->wire = q = malloc(total ? total : 1);
     if (q == NULL)
         return -1;

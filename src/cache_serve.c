@@ -111,6 +111,14 @@ static int skip_field(const struct weir_http_header *h, int drop_type)
 static void add_fields(struct weir_sbuf *b, const struct weir_cache_obj *o, int only_304, int drop_type)
 {
     size_t need = 256;
+    if (!o->has_date) { /* it came without one: the time weir received it (RFC 9110 6.6.1) */
+        char d[40];
+        if (b->len + need > b->cap && weir_sbuf_grow(b, need) != 0)
+            return;
+        WEIR_SBUF_LIT(b, "Date: ");
+        weir_sbuf_add(b, d, weir_http_date_format(o->times.date, d));
+        WEIR_SBUF_LIT(b, "\r\n");
+    }
     if (!only_304 && !drop_type && o->wire != NULL) { /* the usual case: one block */
         if (b->len + o->wire_len + need > b->cap && weir_sbuf_grow(b, o->wire_len + need) != 0)
             return;

@@ -3,7 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "weir/cache_rules.h"
 #include "weir/http_msg.h"
 
 /* ---- byte buffer ---- */
@@ -269,22 +271,45 @@ int weir_http_build_upstream_head(struct weir_sbuf *b, const struct weir_http_ms
     return b->oom ? WEIR_ERROR : WEIR_OK;
 }
 
+/* "Date: <IMF-fixdate of now>\r\n", formatted once a second per thread. */
+static void add_date_now(struct weir_sbuf *b)
+{
+    static _Thread_local time_t at = -1;
+    static _Thread_local char line[48];
+    static _Thread_local size_t len;
+    time_t now = time(NULL);
+    if (now != at) {
+        memcpy(line, "Date: ", 6);
+        len = 6 + weir_http_date_format((int64_t)now, line + 6);
+        memcpy(line + len, "\r\n", 2);
+        len += 2;
+        at = now;
+    }
+    weir_sbuf_add(b, line, len);
+}
+
 int weir_http_build_response_head(struct weir_sbuf *b, const struct weir_http_msg *m,
                                   const struct weir_resp_head_params *p)
 {
     add_status_line(b, m->status);
     weir_sbuf_add(b, m->reason, m->reason_len);
     WEIR_SBUF_LIT(b, "\r\n");
-    int rid_seen = 0;
+    int rid_seen = 0, date_seen = 0;
     for (size_t i = 0; i < m->nheaders; i++) {
         const struct weir_http_header *h = &m->headers[i];
         if (h->flags & (WEIR_HDR_F_HOP | WEIR_HDR_F_CONN_LISTED))
             continue;
         if (h->name_len == 12 && name_is(h, "x-request-id", 12))
             rid_seen = 1;
+        else if (h->name_len == 4 && name_is(h, "date", 4))
+            date_seen = 1;
         add_header(b, h);
     }
     if (!p->interim) {
+        /* RFC 9110 6.6.1: a recipient with a clock adds the Date a response
+         * came without when it forwards it */
+        if (!date_seen && m->status >= 200)
+            add_date_now(b);
         if (!rid_seen && p->rid != NULL && p->rid[0] != '\0') {
             WEIR_SBUF_LIT(b, "X-Request-Id: ");
             weir_sbuf_str(b, p->rid);
@@ -339,7 +364,9 @@ static int build_local(struct weir_sbuf *b, int status, const char *location, co
         WEIR_SBUF_LIT(b, "\r\nLocation: ");
         weir_sbuf_str(b, location);
     }
-    WEIR_SBUF_LIT(b, "\r\nServer: weir\r\nContent-Type: text/plain\r\nContent-Length: ");
+    WEIR_SBUF_LIT(b, "\r\nServer: weir\r\n");
+    add_date_now(b); /* weir is the origin of this answer (RFC 9110 6.6.1) */
+    WEIR_SBUF_LIT(b, "Content-Type: text/plain\r\nContent-Length: ");
     weir_sbuf_u64(b, blen);
     WEIR_SBUF_LIT(b, "\r\n");
     add_common(b, status, rid, close);

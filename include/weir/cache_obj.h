@@ -58,6 +58,7 @@ struct weir_cache_obj {
     char *hblob;
     char *wire;        /* the headers but Age and X-Request-Id as "Name: value\r\n" lines, */
     size_t wire_len;   /* ready to send with a whole answer */
+    int has_date;      /* the stored response has a Date (else answers add one from times.date) */
     char *key;         /* "GET http://host/path" */
     char *url;         /* "http://host/path" */
     char *vary_names;  /* "" when the response had no Vary */

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
+#include "weir/cache_rules.h"
 #include "weir/http_msg.h"
 
 static struct weir_http_msg msg;
@@ -31,8 +33,30 @@ static void parse_resp(const char *text, int method)
     assert_int_equal(weir_http_parse_response(text, strlen(text), 65536, method, &msg), WEIR_OK);
 }
 
+/* Take out the one "Date: " line weir adds (a valid HTTP date of about
+ * now); 1 when there was one. */
+static int cut_date(struct weir_sbuf *b)
+{
+    char *d = b->p != NULL ? memmem(b->p, b->len, "\r\nDate: ", 8) : NULL;
+    if (d == NULL)
+        return 0;
+    d += 2;
+    char *e = memmem(d, b->len - (size_t)(d - b->p), "\r\n", 2);
+    assert_non_null(e);
+    int64_t t = weir_http_date_parse(d + 6, (size_t)(e - d - 6), (int64_t)time(NULL));
+    assert_true(t > 0);
+    if (llabs((long long)(t - (int64_t)time(NULL))) > 2)
+        return 0; /* not one weir added now: the server's own */
+    e += 2;
+    memmove(d, e, b->len - (size_t)(e - b->p));
+    b->len -= (size_t)(e - d);
+    assert_null(memmem(b->p, b->len, "\r\nDate: ", 8)); /* only one */
+    return 1;
+}
+
 static void assert_sbuf(struct weir_sbuf *b, const char *want)
 {
+    (void)cut_date(b);
     assert_false(b->oom);
     assert_int_equal(b->len, strlen(want));
     if (memcmp(b->p, want, b->len) != 0) {
@@ -229,12 +253,36 @@ static void test_response_head(void **st)
     weir_sbuf_free(&b);
 }
 
+/* RFC 9110 6.6.1: a forwarded response without Date gets one; one with a
+ * Date keeps it (not a second one); 1xx get none. */
+static void test_response_date(void **st)
+{
+    (void)st;
+    struct weir_sbuf b = {0};
+    struct weir_resp_head_params p = {0};
+    parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", WEIR_HTTP_GET);
+    assert_int_equal(weir_http_build_response_head(&b, &msg, &p), WEIR_OK);
+    assert_int_equal(cut_date(&b), 1);
+    b.len = 0;
+    parse_resp("HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n",
+               WEIR_HTTP_GET);
+    assert_int_equal(weir_http_build_response_head(&b, &msg, &p), WEIR_OK);
+    assert_sbuf(&b, "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n");
+    b.len = 0;
+    p.interim = 1;
+    parse_resp("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", WEIR_HTTP_GET);
+    assert_int_equal(weir_http_build_response_head(&b, &msg, &p), WEIR_OK);
+    assert_int_equal(cut_date(&b), 0);
+    weir_sbuf_free(&b);
+}
+
 static void test_local(void **st)
 {
     (void)st;
     struct weir_sbuf b = {0};
     size_t blen;
     assert_int_equal(weir_http_build_local(&b, 503, "no server available", "abc", 0, 0, &blen), WEIR_OK);
+    assert_non_null(memmem(b.p, b.len, "\r\nDate: ", 8)); /* weir is the origin of it: it says when */
     const char *body = "503 Service Unavailable\nno server available\n";
     assert_int_equal(blen, strlen(body));
     char want[512];
@@ -305,8 +353,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reasons),       cmocka_unit_test(test_sbuf),
         cmocka_unit_test(test_upstream_head), cmocka_unit_test(test_upstream_head_absolute_and_rid),
-        cmocka_unit_test(test_response_head), cmocka_unit_test(test_local),
-        cmocka_unit_test(test_redirect),      cmocka_unit_test(test_answer_head),
+        cmocka_unit_test(test_response_head), cmocka_unit_test(test_response_date),
+        cmocka_unit_test(test_local),         cmocka_unit_test(test_redirect),
+        cmocka_unit_test(test_answer_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
