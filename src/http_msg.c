@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "weir/cache_rules.h"
+#include "weir/http_date.h"
 #include "weir/http_msg.h"
 
 /* ---- byte buffer ---- */

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "weir/http_date.h"
 #include "weir/http_parse.h"
 
 /* delta-seconds beyond what we represent are taken as 2^31 (RFC 9111 §1.2.2). */
@@ -46,8 +47,9 @@
 #define WEIR_CC_ONLY_IF_CACHED   0x0080u /* request */
 #define WEIR_CC_NO_TRANSFORM     0x0100u /* both */
 #define WEIR_CC_MUST_UNDERSTAND  0x0200u /* response */
-#define WEIR_CC_HAS_SMAXAGE      0x0400u /* response: s-maxage present (valid or not): implies proxy-revalidate \
-                                          */
+#define WEIR_CC_HAS_SMAXAGE                                                                                  \
+    0x0400u /* response: s-maxage present (valid or not): implies proxy-revalidate                           \
+             */
 /* A freshness directive (max-age, s-maxage) was malformed or given twice
  * with different values: the response is treated as stale (§4.2.1). */
 #define WEIR_CC_BAD_FRESHNESS 0x1000u
@@ -98,18 +100,7 @@ int weir_cc_parse_targeted(struct weir_cc *cc, const char *v, size_t n);
 void weir_cc_response(struct weir_cc *cc, const struct weir_http_header *h, size_t n);
 void weir_cc_request(struct weir_cc *cc, const struct weir_http_header *h, size_t n);
 
-/*
- * HTTP-date (RFC 9110 §5.6.7): IMF-fixdate, the obsolete RFC 850 form
- * (two-digit year: a year more than 50 years after `now` is taken in the
- * previous century) and asctime. Returns seconds since the epoch (dates
- * before 1970 give 0), or -1 when v[0..n) is not a valid date (wrong or
- * wrongly cased names, out-of-range fields, not GMT, trailing bytes). now is
- * used only for RFC 850 years.
- */
-int64_t weir_http_date_parse(const char *v, size_t n, int64_t now);
-
-/* Format t as IMF-fixdate into out (at least 30 bytes). Returns the length (29). */
-size_t weir_http_date_format(int64_t t, char *out);
+/* HTTP-date parsing and formatting: weir/http_date.h (included above). */
 
 /* ---- storing -------------------------------------------------------------- */
 

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "weir/cache_rules.h"
+#include "weir/http_date.h"
 #include "weir/http_msg.h"
 
 static struct weir_http_msg msg;
