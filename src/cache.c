@@ -35,6 +35,7 @@
 #include "weir/exchange.h"
 #include "weir/log.h"
 #include "weir/runtime.h"
+#include "weir/worker.h"
 
 struct cache_global cache_g;
 
@@ -460,6 +461,109 @@ void weir_cache_shutdown(void)
     free(cache_g.rpassword);
     free(cache_g.rprefix);
     cache_g.ready = 0;
+}
+
+/* ---- reload ---------------------------------------------------------------------------- */
+
+/* New Redis settings on their way to every worker (shared, the last one frees). */
+struct l2_reconf {
+    _Atomic int refs;
+    struct weir_redis_conf rc;
+    char *address, *password, *prefix;
+};
+
+static void reconf_put(struct l2_reconf *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    free(r->address);
+    free(r->password);
+    free(r->prefix);
+    free(r);
+}
+
+static void reconf_dispose(void *arg)
+{
+    reconf_put(arg);
+}
+
+/* On the worker's thread: its L2 client and (worker 0) the subscriber. */
+static void reconf_worker(void *ctx, void *arg)
+{
+    struct weir_worker *w = ctx;
+    struct l2_reconf *r = arg;
+    struct cache_worker *cw = w->id >= 0 && w->id < WEIR_MAX_WORKERS ? cache_g.workers[w->id] : NULL;
+
+    if (cw != NULL) {
+        weir_cache_redis_reconfigure(cw->l2, &r->rc);
+        weir_cache_redis_sub_reconfigure(cw->sub, &r->rc, PURGE_CHAN);
+    }
+    reconf_put(r);
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+void weir_cache_reload(const struct weir_conf *conf, struct weir_worker *const *workers, int nworkers)
+{
+    const struct weir_conf_cache *cc = &conf->cache;
+    const char *prefix = cc->redis.prefix ? cc->redis.prefix : "weir:";
+    struct l2_reconf *r;
+
+    if (!cache_g.ready)
+        return;
+    struct weir_l1_stats l1;
+    weir_cache_l1_stats(cache_g.l1, &l1);
+    if (cc->max_object_bytes != cache_g.max_object_bytes || cc->memory_bytes != l1.budget)
+        weir_log_warn(
+            "reload: cache.memory_bytes / max_object_bytes changed; they take effect at the next restart");
+    if (cc->redis.enabled != cache_g.has_l2) {
+        weir_log_warn("reload: cache.redis %s; that takes effect at the next restart",
+                      cc->redis.enabled ? "added" : "removed");
+        return;
+    }
+    if (!cache_g.has_l2 ||
+        (str_eq(cc->redis.address, cache_g.raddress) && str_eq(cc->redis.password, cache_g.rpassword) &&
+         cc->redis.db == cache_g.rconf.db && str_eq(prefix, cache_g.rprefix) &&
+         cc->redis.timeout_ms == cache_g.rconf.timeout_ms))
+        return;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->address = strdup(cc->redis.address)) == NULL ||
+        (r->prefix = strdup(prefix)) == NULL ||
+        (cc->redis.password != NULL && (r->password = strdup(cc->redis.password)) == NULL)) {
+        if (r != NULL) {
+            free(r->address);
+            free(r->prefix);
+        }
+        free(r);
+        weir_log_error("reload: out of memory: the cache keeps its Redis settings");
+        return;
+    }
+    r->rc = (struct weir_redis_conf){r->address, r->password, cc->redis.db, r->prefix, cc->redis.timeout_ms};
+    weir_log_info("reload: cache.redis changed: L2 reconnects to %s", r->address);
+    /* the settings of record (for what starts later), then every connection */
+    free(cache_g.raddress);
+    free(cache_g.rpassword);
+    free(cache_g.rprefix);
+    cache_g.raddress = strdup(r->address);
+    cache_g.rpassword = r->password != NULL ? strdup(r->password) : NULL;
+    cache_g.rprefix = strdup(r->prefix);
+    cache_g.rconf = (struct weir_redis_conf){cache_g.raddress, cache_g.rpassword, r->rc.db, cache_g.rprefix,
+                                             r->rc.timeout_ms};
+    weir_cache_redis_reconfigure(cache_g.admin_l2, &r->rc); /* the admin runs on this thread */
+    atomic_store(&r->refs, 1);
+    for (int i = 0; i < nworkers; i++) {
+        if (workers[i] == NULL)
+            continue;
+        atomic_fetch_add(&r->refs, 1);
+        if (weir_worker_call(workers[i], reconf_worker, r, reconf_dispose) != 0) {
+            atomic_fetch_sub(&r->refs, 1);
+            weir_log_error("reload: worker %d keeps the old Redis settings (out of memory)", i);
+        }
+    }
+    reconf_put(r);
 }
 
 struct weir_cache_l1 *weir_cache_get_l1(void)

@@ -597,6 +597,61 @@ void weir_cache_redis_free(struct weir_cache_redis *r)
     free(r);
 }
 
+static int same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int weir_cache_redis_reconfigure(struct weir_cache_redis *r, const struct weir_redis_conf *conf)
+{
+    char host[sizeof(r->host)];
+    int port, is_unix;
+    const char *why;
+    char *a, *pw, *pf;
+
+    if (r == NULL)
+        return 0;
+    if (same_str(r->address, conf->address) && same_str(r->password, conf->password) && r->db == conf->db &&
+        same_str(r->prefix, conf->prefix != NULL ? conf->prefix : "") &&
+        r->timeout_ms == (conf->timeout_ms > 0 ? conf->timeout_ms : 50))
+        return 0;
+    if (weir_redis_parse_address(conf->address, host, sizeof(host), &port, &is_unix, &why) < 0) {
+        weir_log_error("redis %s: bad address '%s': %s; keeping %s", r->name, conf->address, why, r->address);
+        return -1;
+    }
+    a = strdup(conf->address);
+    pw = conf->password != NULL ? strdup(conf->password) : NULL;
+    pf = strdup(conf->prefix != NULL ? conf->prefix : "");
+    if (a == NULL || pf == NULL || (conf->password != NULL && pw == NULL)) {
+        free(a);
+        free(pw);
+        free(pf);
+        return -1;
+    }
+    free(r->address);
+    free(r->password);
+    free(r->prefix);
+    r->address = a;
+    r->password = pw;
+    r->prefix = pf;
+    memcpy(r->host, host, sizeof(r->host));
+    r->port = port;
+    r->is_unix = is_unix;
+    r->db = conf->db;
+    r->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 50;
+    /* start over with the new settings: commands in flight end as on a lost
+     * connection (their callers go on as on an L2 miss), not counted as
+     * failures of the new server */
+    r->state = WEIR_REDIS_OPEN;
+    drop_ctx(r);
+    evtimer_del(r->retry);
+    r->state = WEIR_REDIS_CONNECTING;
+    r->failures = 0;
+    r->backoff_ms = r->backoff_min;
+    do_connect(r);
+    return 1;
+}
+
 void weir_cache_redis_set_backoff(struct weir_cache_redis *r, int min_ms, int max_ms)
 {
     r->backoff_min = min_ms;
@@ -957,6 +1012,63 @@ void weir_cache_redis_sub_free(struct weir_cache_redis_sub *s)
     free(s->password);
     free(s->channel);
     free(s);
+}
+
+int weir_cache_redis_sub_reconfigure(struct weir_cache_redis_sub *s, const struct weir_redis_conf *conf,
+                                     const char *channel)
+{
+    char host[sizeof(s->host)];
+    int port, is_unix, was_active;
+    const char *why;
+    size_t pl = conf->prefix ? strlen(conf->prefix) : 0;
+    char *a, *pw, *ch;
+
+    if (s == NULL)
+        return 0;
+    if (weir_redis_parse_address(conf->address, host, sizeof(host), &port, &is_unix, &why) < 0)
+        return -1;
+    a = strdup(conf->address);
+    pw = conf->password != NULL ? strdup(conf->password) : NULL;
+    ch = malloc(pl + strlen(channel) + 1);
+    if (a == NULL || ch == NULL || (conf->password != NULL && pw == NULL)) {
+        free(a);
+        free(pw);
+        free(ch);
+        return -1;
+    }
+    memcpy(ch, conf->prefix ? conf->prefix : "", pl);
+    strcpy(ch + pl, channel);
+    if (same_str(s->address, a) && same_str(s->password, pw) && strcmp(s->channel, ch) == 0) {
+        free(a);
+        free(pw);
+        free(ch);
+        return 0;
+    }
+    free(s->address);
+    free(s->password);
+    free(s->channel);
+    s->address = a;
+    s->password = pw;
+    s->channel = ch;
+    memcpy(s->host, host, sizeof(s->host));
+    s->port = port;
+    s->is_unix = is_unix;
+    /* as if the connection were lost (the purge generation logic hears of
+     * it), then subscribe at once with the new settings */
+    was_active = s->active;
+    s->active = 0;
+    if (s->ctx != NULL) {
+        redisAsyncContext *ac = s->ctx;
+        s->ctx = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    evtimer_del(s->retry);
+    s->backoff_ms = s->backoff_min;
+    if (was_active && s->on_lost != NULL)
+        s->on_lost(s->arg);
+    sub_connect(s);
+    return 1;
 }
 
 void weir_cache_redis_sub_set_backoff(struct weir_cache_redis_sub *s, int min_ms, int max_ms)

@@ -162,7 +162,8 @@ static int reload_conf(void *arg, struct weir_conf_errors *errs)
     if (weir_alog_open_target(conf->log.access) != 0)
         weir_log_error("reload: cannot open the access log; keeping the previous one");
     weir_stats_set_enabled(conf->stats.enabled);
-    weir_admin_reloaded(); /* runtime API changes end here */
+    weir_cache_reload(conf, M.workers, M.nworkers); /* new Redis settings: every L2 connection reconnects */
+    weir_admin_reloaded();                          /* runtime API changes end here */
     weir_log_info("configuration reloaded from %s (%zu pools, %zu routes)", M.conf_path, conf->npools,
                   conf->nroutes);
     return 0;

@@ -14,8 +14,12 @@
  *   weir_cache_worker_stop(id)       on the same thread after its loop.
  *   weir_cache_shutdown()            main thread, after the workers ended.
  * Without weir_cache_init the hooks are not registered and the stage costs
- * nothing. Reload keeps the cache sizes and Redis settings of the start
- * (logged when they changed); `cache = true` on routes follows reloads.
+ * nothing. weir_cache_reload(conf, workers, n) (main thread, after a
+ * reload was applied): changed Redis settings (address, password, db,
+ * prefix, timeout) reconnect every L2 connection with them, so a wrong new
+ * password is said at once as at start; the cache sizes, and adding or
+ * removing `redis`, take effect at the next restart (logged when they
+ * changed); `cache = true` on routes follows reloads.
  */
 #ifndef WEIR_CACHE_H
 #define WEIR_CACHE_H
@@ -30,6 +34,8 @@ int weir_cache_init(const struct weir_conf *conf);
 void weir_cache_worker_start(int id, struct event_base *base);
 void weir_cache_worker_stop(int id);
 void weir_cache_shutdown(void);
+struct weir_worker;
+void weir_cache_reload(const struct weir_conf *conf, struct weir_worker *const *workers, int nworkers);
 
 /* The instance's L1 (NULL before init). Any thread. */
 struct weir_cache_l1 *weir_cache_get_l1(void);

@@ -77,6 +77,11 @@ struct weir_cache_redis *weir_cache_redis_new(struct event_base *base, const str
 /* Close and free. Pending callbacks are called with WEIR_REDIS_ERROR first
  * (unless cancelled). Not from inside one of this client's callbacks. */
 void weir_cache_redis_free(struct weir_cache_redis *r);
+/* New settings (a reload): when they differ, the client reconnects with
+ * them at once (AUTH, SELECT and the probe again; commands in flight end as
+ * on a lost connection). r's thread. 1 reconnecting, 0 unchanged, -1 bad
+ * address or out of memory (the old settings stay). */
+int weir_cache_redis_reconfigure(struct weir_cache_redis *r, const struct weir_redis_conf *conf);
 
 /* Tests: change the breaker's backoff bounds. */
 void weir_cache_redis_set_backoff(struct weir_cache_redis *r, int min_ms, int max_ms);
@@ -197,6 +202,11 @@ struct weir_cache_redis_sub *weir_cache_redis_sub_new(struct event_base *base,
                                                       weir_redis_msg_cb on_message,
                                                       weir_redis_sub_cb on_subscribed, void *arg);
 void weir_cache_redis_sub_free(struct weir_cache_redis_sub *s);
+/* The same for the subscriber (channel: without the prefix, as at _new):
+ * a subscription that was up is reported lost, then it subscribes again at
+ * once with the new settings. s's thread. 1, 0 or -1 as above. */
+int weir_cache_redis_sub_reconfigure(struct weir_cache_redis_sub *s, const struct weir_redis_conf *conf,
+                                     const char *channel);
 void weir_cache_redis_sub_set_backoff(struct weir_cache_redis_sub *s, int min_ms, int max_ms);
 /* 1 while subscribed. */
 int weir_cache_redis_sub_active(const struct weir_cache_redis_sub *s);
