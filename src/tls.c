@@ -1,7 +1,7 @@
 /*
  * tls.c - OpenSSL 3 contexts for listeners (server side) and pools (client
- * side), the process's session-ticket key ring, SNI and ALPN callbacks,
- * failure classification and counters. The contract is in weir/tls.h.
+ * side), SNI and ALPN callbacks, failure classification and counters. The
+ * contract is in weir/tls.h.
  *
  * SNI: every certificate's names (DNS subjectAltNames, or the CN) become
  * patterns; each pattern keeps the first certificate of each key type that
@@ -13,11 +13,11 @@
  * the first certificate's first name). Lookups are binary searches in two
  * sorted tables built once; the tables are read-only after construction.
  *
- * Tickets: a ring of three keys (AES-256-CBC + HMAC-SHA256, the format
- * OpenSSL's ticket callback expects): the newest encrypts, all three
- * decrypt, a ticket under an older key is accepted and replaced. Every
- * listener's contexts, in every worker and across reloads, use the same
- * ring, so a ticket resumes wherever the client lands.
+ * The session-ticket key ring and OpenSSL's ticket callback are in
+ * tls_tickets.c; what the parts share is declared in tls_int.h.
+ *
+ * Depends on: weir/tls.h (the contract), weir/conf.h (listener and pool
+ * sections), tls_int.h (shared with tls_client.c and tls_tickets.c).
  */
 #include "config.h"
 
@@ -28,11 +28,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include "tls_int.h"
@@ -61,7 +59,7 @@ int tls_key_idx = -1;    /* client SSL -> its session key (a string, freed with 
 _Atomic long tls_live_objects;
 /* Fetched once: an implicit fetch (EVP_aes_256_cbc()) per ticket costs a
  * name lookup in OpenSSL 3. Never freed (process lifetime). */
-static EVP_CIPHER *ticket_cipher;
+EVP_CIPHER *tls_ticket_cipher;
 
 static void free_srv_ref(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
@@ -86,14 +84,15 @@ static void init_once(void)
     tls_cli_idx = SSL_get_ex_new_index(0, "weir client", NULL, NULL, free_cli_ref);
     ctx_idx = SSL_CTX_get_ex_new_index(0, "weir server", NULL, NULL, NULL);
     tls_key_idx = SSL_get_ex_new_index(0, "weir session key", NULL, NULL, free_key);
-    ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    tls_ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 }
 
 int tls_lib_init(void)
 {
     pthread_once(&once, init_once);
-    return srv_idx >= 0 && tls_cli_idx >= 0 && ctx_idx >= 0 && tls_key_idx >= 0 && ticket_cipher != NULL ? 0
-                                                                                                         : -1;
+    return srv_idx >= 0 && tls_cli_idx >= 0 && ctx_idx >= 0 && tls_key_idx >= 0 && tls_ticket_cipher != NULL
+               ? 0
+               : -1;
 }
 
 long weir_tls_live_objects(void)
@@ -168,144 +167,6 @@ void tls_min_time(time_t *acc, time_t t)
         *acc = t;
 }
 
-/* ---- session-ticket key ring --------------------------------------------------- */
-
-#define TICKET_KEYS 3
-
-struct tkey {
-    unsigned char name[16];
-    unsigned char aes[32];
-    unsigned char hmac[32];
-};
-
-struct weir_tls_tickets {
-    pthread_mutex_t mu;
-    struct tkey keys[TICKET_KEYS]; /* [0] encrypts; [0..n) decrypt */
-    int n;
-    int rotate_s;
-    uint64_t born_us; /* when keys[0] was made (monotonic) */
-    unsigned long rotations;
-};
-
-static int rotate_locked(struct weir_tls_tickets *t)
-{
-    struct tkey k;
-
-    if (RAND_bytes((unsigned char *)&k, sizeof(k)) != 1) {
-        ERR_clear_error();
-        return -1;
-    }
-    memmove(&t->keys[1], &t->keys[0], (TICKET_KEYS - 1) * sizeof(t->keys[0]));
-    t->keys[0] = k;
-    OPENSSL_cleanse(&k, sizeof(k));
-    if (t->n < TICKET_KEYS)
-        t->n++;
-    t->born_us = weir_now_us();
-    t->rotations++;
-    return 0;
-}
-
-struct weir_tls_tickets *weir_tls_tickets_new(int rotate_s)
-{
-    struct weir_tls_tickets *t;
-
-    if (rotate_s < 1)
-        return NULL;
-    t = calloc(1, sizeof(*t));
-    if (t == NULL)
-        return NULL;
-    pthread_mutex_init(&t->mu, NULL);
-    t->rotate_s = rotate_s;
-    if (rotate_locked(t) != 0) {
-        weir_tls_tickets_free(t);
-        return NULL;
-    }
-    t->rotations = 0;
-    return t;
-}
-
-void weir_tls_tickets_free(struct weir_tls_tickets *t)
-{
-    if (t == NULL)
-        return;
-    pthread_mutex_destroy(&t->mu);
-    OPENSSL_cleanse(t->keys, sizeof(t->keys));
-    free(t);
-}
-
-int weir_tls_tickets_rotate(struct weir_tls_tickets *t)
-{
-    int rc;
-
-    pthread_mutex_lock(&t->mu);
-    rc = rotate_locked(t);
-    pthread_mutex_unlock(&t->mu);
-    return rc;
-}
-
-unsigned long weir_tls_tickets_rotations(struct weir_tls_tickets *t)
-{
-    unsigned long n;
-
-    pthread_mutex_lock(&t->mu);
-    n = t->rotations;
-    pthread_mutex_unlock(&t->mu);
-    return n;
-}
-
-static struct weir_tls_tickets *tickets_of(SSL *ssl);
-
-/* OpenSSL's ticket callback: 1 = keys set, 2 = decrypted and a new ticket
- * is to be issued, 0 = unknown key (full handshake), -1 = error. */
-static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
-                     EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
-{
-    struct weir_tls_tickets *t = tickets_of(ssl);
-    struct tkey k;
-    OSSL_PARAM params[3];
-    int i, rc, found = 1;
-
-    if (t == NULL)
-        return -1;
-    pthread_mutex_lock(&t->mu);
-    if (enc) {
-        if (weir_now_us() - t->born_us >= (uint64_t)t->rotate_s * 1000000u)
-            rotate_locked(t); /* on failure the current key stays */
-        k = t->keys[0];
-        i = 0;
-    } else {
-        for (i = 0; i < t->n; i++) {
-            if (memcmp(t->keys[i].name, key_name, sizeof(k.name)) == 0)
-                break;
-        }
-        found = i < t->n;
-        if (found)
-            k = t->keys[i];
-    }
-    pthread_mutex_unlock(&t->mu);
-    if (!found)
-        return 0;
-
-    /* Decrypted: renew (2) under an older key, and always in TLS 1.3, where
-     * a client uses each ticket once: without a new one its next
-     * connection would be a full handshake. */
-    rc = enc ? 1 : (i == 0 && SSL_version(ssl) != TLS1_3_VERSION) ? 1 : 2;
-    if (enc) {
-        memcpy(key_name, k.name, sizeof(k.name));
-        if (RAND_bytes(iv, 16) != 1 || EVP_EncryptInit_ex(cctx, ticket_cipher, NULL, k.aes, iv) != 1)
-            rc = -1;
-    } else if (EVP_DecryptInit_ex(cctx, ticket_cipher, NULL, k.aes, iv) != 1) {
-        rc = -1;
-    }
-    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof(k.hmac));
-    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[2] = OSSL_PARAM_construct_end();
-    if (rc > 0 && EVP_MAC_CTX_set_params(hctx, params) != 1)
-        rc = -1;
-    OPENSSL_cleanse(&k, sizeof(k));
-    return rc;
-}
-
 /* ---- server side -------------------------------------------------------------- */
 
 /* Key types that get their own certificate slot in an SSL_CTX. */
@@ -346,7 +207,7 @@ struct weir_tls_server {
 
 /* The ring of the listener whose context the SSL uses (any of its SNI
  * contexts: each carries the server in its ex_data). */
-static struct weir_tls_tickets *tickets_of(SSL *ssl)
+struct weir_tls_tickets *tls_tickets_of(SSL *ssl)
 {
     struct weir_tls_server *s = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_idx);
 
@@ -616,8 +477,9 @@ static int configure_server_ctx(SSL_CTX *ctx, const struct weir_conf_listen_tls 
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     if (SSL_CTX_set_session_id_context(ctx, sid, sidlen) != 1)
         return -1;
-    SSL_CTX_set_timeout(ctx, s->tickets != NULL ? (long)s->tickets->rotate_s : WEIR_TLS_TICKET_ROTATE_S);
-    if (conf->session_tickets && SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) != 1)
+    SSL_CTX_set_timeout(ctx, s->tickets != NULL ? (long)tls_tickets_rotate_s(s->tickets)
+                                                : WEIR_TLS_TICKET_ROTATE_S);
+    if (conf->session_tickets && SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_cb) != 1)
         return -1;
     if (SSL_CTX_set_ex_data(ctx, ctx_idx, s) != 1)
         return -1;

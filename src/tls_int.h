@@ -1,6 +1,7 @@
 /*
- * tls_int.h - what tls.c (server contexts, ticket keys, sets, connection
- * helpers) shares with tls_client.c (pool contexts). Not a public header:
+ * tls_int.h - what tls.c (server contexts, sets, connection helpers)
+ * shares with tls_client.c (pool contexts) and tls_tickets.c (the
+ * session-ticket key ring). Not a public header:
  * the contract of both is weir/tls.h.
  */
 #ifndef WEIR_TLS_INT_H
@@ -37,5 +38,17 @@ time_t tls_asn1_time(const ASN1_TIME *t);
 void tls_min_time(time_t *acc, time_t t);
 /* When the client certificate of c expires (0: none). */
 time_t tls_client_not_after(const struct weir_tls_client *c);
+
+/* ---- session tickets (tls_tickets.c, with tls_tickets_of in tls.c) ---- */
+
+/* AES-256-CBC, fetched once by tls_lib_init (process lifetime). */
+extern EVP_CIPHER *tls_ticket_cipher;
+/* The ring of the listener whose context the SSL uses (NULL: none). */
+struct weir_tls_tickets *tls_tickets_of(SSL *ssl);
+/* The ring's rotation period in seconds (fixed at creation). */
+int tls_tickets_rotate_s(const struct weir_tls_tickets *t);
+/* OpenSSL's ticket key callback (SSL_CTX_set_tlsext_ticket_key_evp_cb). */
+int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
+                  EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc);
 
 #endif

@@ -9,9 +9,8 @@
  * bytes it has not scanned before while looking for the end of the head
  * (msg->scan_pos), then parses the head once, strictly.
  *
- * The chunked body parser is a true byte-at-a-time state machine that can be
- * fed arbitrary fragments (evbuffer_peek iovecs) and validates framing while
- * the bytes themselves are forwarded unchanged by the caller.
+ * The chunked body parser is declared in weir/http_chunked.h, which this
+ * header includes so that users of either need only this one.
  *
  * Any thread; no global state.
  */
@@ -22,11 +21,10 @@
 #include <stdint.h>
 
 #include "weir/core.h"
+#include "weir/http_chunked.h"
 
 #define WEIR_HTTP_MAX_HEADERS      128
-#define WEIR_HTTP_MAX_REQUEST_LINE 8192  /* longer request line -> 414 */
-#define WEIR_HTTP_MAX_CHUNK_LINE   4096  /* chunk-size line incl. extensions */
-#define WEIR_HTTP_MAX_TRAILERS     32768 /* bytes of trailer section */
+#define WEIR_HTTP_MAX_REQUEST_LINE 8192 /* longer request line -> 414 */
 
 enum weir_http_method {
     WEIR_HTTP_OTHER = 0, /* a valid token we do not know: forwarded as is */
@@ -149,30 +147,5 @@ int weir_http_find_header(const struct weir_http_msg *m, const char *lname);
 /* Returns 1 when the comma-separated list value[0..n) holds the token `ltoken`
  * (lower-case literal, compared case-insensitively), else 0. */
 int weir_http_list_has(const char *value, size_t n, const char *ltoken);
-
-/* ---- chunked body ---- */
-
-struct weir_chunked {
-    int state;
-    uint64_t remaining;   /* data bytes left in the current chunk */
-    size_t line_len;      /* bytes of the current size/trailer line */
-    size_t trailer_bytes; /* bytes of trailer section so far */
-    unsigned ndigits;
-};
-
-void weir_chunked_init(struct weir_chunked *c);
-
-/*
- * Scan buf[0..len) as the continuation of a chunked body.
- * Returns WEIR_OK when the body ended in this buffer (*used = bytes up to and
- * including the final CRLF after the trailers), WEIR_AGAIN when all len
- * bytes belong to the body and more are needed (*used = len), WEIR_ERROR on
- * malformed framing (bad hex, size overflow, missing CRLF, bare CR/LF, over
- * long lines, trailer section too long, invalid trailer field).
- * If data_cb is not NULL it is called for each run of chunk-data bytes (used
- * to de-chunk a body for an HTTP/1.0 client).
- */
-int weir_chunked_parse(struct weir_chunked *c, const char *buf, size_t len, size_t *used,
-                       void (*data_cb)(void *ud, const char *p, size_t n), void *ud);
 
 #endif

@@ -1,7 +1,9 @@
 #include "config.h"
 
 /*
- * origin.c - weir-origin, the demo and test origin server.
+ * origin.c - weir-origin, the demo and test origin server: its settings
+ * and counters, and the responses (routes, generated bodies, /slow, the
+ * control endpoints under /_ctl/, the WebSocket handshake).
  *
  * A small HTTP/1.1 server on libevent bufferevents, written independently of
  * weir's own parser so that end-to-end tests compare two implementations. The
@@ -16,21 +18,20 @@
  * Sized response bodies are generated only while the output buffer is below
  * ORIGIN_OUT_HIGH, by reference to a static pattern, so 1 GiB costs little
  * memory. Request parsing and body decoding live in origin_http.c, WebSocket
- * framing in origin_ws.c; origin.h has what they share.
+ * framing in origin_ws.c, connections, threads, options and main() in
+ * origin_main.c; origin.h has what they share.
  *
  * Threads (--threads N): one event_base and one SO_REUSEPORT listener per
  * worker; a connection never leaves its worker. Settings changed by
  * /_ctl/set are atomics (numbers) or guarded by a mutex (strings); counters
  * are atomics.
+ *
+ * Depends on: origin.h (struct conn and the request side in origin_http.c,
+ * the WebSocket echo in origin_ws.c).
  */
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,54 +39,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <event2/listener.h>
-#include <event2/thread.h>
-#include <event2/util.h>
 
 #include "origin.h"
 
-static const char PATTERN64[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+\n";
 static const char HEXD[] = "0123456789abcdef";
 
-/* Process-wide settings. The numbers may change at run time (/_ctl/set) on
- * any worker, hence atomics; the strings are guarded by lock. */
-struct origin_settings {
-    char name[ORIGIN_NAME_MAX + 1];
-    size_t name_len;
-    const char *listen;
-    int threads;
-    bool verbose;
-    bool tcp;
-    atomic_int delay_ms, jitter_ms, fail_pct, fail_status, health_status, health_hang, chunked;
-    atomic_llong body_size; /* -1: the body is "NAME METHOD PATH\n" */
-    atomic_int has_cc;      /* cache_control is not empty (read without the lock) */
-    pthread_mutex_t lock;   /* guards cache_control, health_body */
-    char cache_control[ORIGIN_CC_MAX + 1];
-    char health_body[ORIGIN_HBODY_MAX + 1];
-};
-
-struct origin_stats {
-    atomic_llong accepted, open;
-    atomic_llong requests; /* everything but /_ctl/ and /health */
-    atomic_llong health;   /* /health */
-};
-
-/* Raw head of the last request of a kind (/_ctl/last, /_ctl/last_health). */
-struct origin_last {
-    char *buf;
-    size_t len, cap;
-};
-
-static struct origin_settings g = {
+struct origin_settings g_settings = {
     .threads = 1,
     .fail_status = 500,
     .health_status = 200,
@@ -93,10 +59,10 @@ static struct origin_settings g = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .health_body = "ok\n",
 };
-static struct origin_stats g_stats;
+struct origin_stats g_stats;
 static pthread_mutex_t g_last_lock = PTHREAD_MUTEX_INITIALIZER; /* guards g_last, g_last_health */
-static struct origin_last g_last, g_last_health;
-static char g_pattern[ORIGIN_SPAN + ORIGIN_PATTERN_LEN];
+struct origin_last g_last, g_last_health;
+char g_pattern[ORIGIN_SPAN + ORIGIN_PATTERN_LEN];
 
 /* Integer settings by name: "--delay-ms N" on the command line, "delay_ms=N"
  * in /_ctl/set. */
@@ -105,25 +71,13 @@ static const struct {
     atomic_int *var;
     int min, max;
 } g_int_settings[] = {
-    {"delay_ms", &g.delay_ms, 0, ORIGIN_MS_MAX},
-    {"jitter_ms", &g.jitter_ms, 0, ORIGIN_MS_MAX},
-    {"fail_pct", &g.fail_pct, 0, 100},
-    {"fail_status", &g.fail_status, 200, 599},
-    {"health_status", &g.health_status, 200, 599},
-    {"health_hang", &g.health_hang, 0, 1},
-    {"chunked", &g.chunked, 0, 1},
-};
-
-struct worker {
-    struct event_base *base;
-    struct evconnlistener *listener;
-    const struct timeval *idle_tv, *linger_tv; /* common timeouts */
-    struct conn *conns;                        /* every open connection, freed at exit */
-    uint64_t rng;
-    time_t date_sec;
-    char date[64];
-    size_t date_len;
-    pthread_t thread;
+    {"delay_ms", &g_settings.delay_ms, 0, ORIGIN_MS_MAX},
+    {"jitter_ms", &g_settings.jitter_ms, 0, ORIGIN_MS_MAX},
+    {"fail_pct", &g_settings.fail_pct, 0, 100},
+    {"fail_status", &g_settings.fail_status, 200, 599},
+    {"health_status", &g_settings.health_status, 200, 599},
+    {"health_hang", &g_settings.health_hang, 0, 1},
+    {"chunked", &g_settings.chunked, 0, 1},
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -276,7 +230,7 @@ static void last_record(struct origin_last *l, const char *p, size_t n)
 /* Change one setting by name (g_int_settings, body_size, cache_control,
  * health_body); v is URL-encoded when decode. With apply false only
  * validates. Returns 0 or -1. Any thread. */
-static int setting_set(const char *k, size_t kl, const char *v, size_t vl, bool decode, bool apply)
+int setting_set(const char *k, size_t kl, const char *v, size_t vl, bool decode, bool apply)
 {
     char tmp[ORIGIN_CC_MAX + 1];
     uint64_t x;
@@ -297,7 +251,7 @@ static int setting_set(const char *k, size_t kl, const char *v, size_t vl, bool 
         if (!def && parse_uint(v, vl, ORIGIN_SIZE_MAX, &x) < 0)
             return -1;
         if (apply)
-            STORE(g.body_size, def ? -1LL : (long long)x);
+            STORE(g_settings.body_size, def ? -1LL : (long long)x);
         return 0;
     }
     cc = key_is(k, kl, "cache_control");
@@ -307,11 +261,11 @@ static int setting_set(const char *k, size_t kl, const char *v, size_t vl, bool 
     if (n < 0)
         return -1;
     if (apply) {
-        pthread_mutex_lock(&g.lock);
-        memcpy(cc ? g.cache_control : g.health_body, tmp, (size_t)n + 1);
+        pthread_mutex_lock(&g_settings.lock);
+        memcpy(cc ? g_settings.cache_control : g_settings.health_body, tmp, (size_t)n + 1);
         if (cc)
-            STORE(g.has_cc, n > 0);
-        pthread_mutex_unlock(&g.lock);
+            STORE(g_settings.has_cc, n > 0);
+        pthread_mutex_unlock(&g_settings.lock);
     }
     return 0;
 }
@@ -336,7 +290,7 @@ static void resp_head(struct conn *c, struct ob *o, int status, bool json, int m
     ob_lit(o, "\r\nDate: ");
     ob_put(o, c->w->date, c->w->date_len);
     ob_lit(o, "\r\nX-Origin: ");
-    ob_put(o, g.name, g.name_len);
+    ob_put(o, g_settings.name, g_settings.name_len);
     if (json)
         ob_lit(o, "\r\nContent-Type: application/json\r\n");
     else
@@ -345,12 +299,12 @@ static void resp_head(struct conn *c, struct ob *o, int status, bool json, int m
         ob_lit(o, "Cache-Control: ");
         ob_put(o, c->cc, r->cc_len);
         ob_lit(o, "\r\n");
-    } else if (with_cc && !r->has_cc && LOAD(g.has_cc)) {
-        pthread_mutex_lock(&g.lock);
+    } else if (with_cc && !r->has_cc && LOAD(g_settings.has_cc)) {
+        pthread_mutex_lock(&g_settings.lock);
         ob_lit(o, "Cache-Control: ");
-        ob_put(o, g.cache_control, strlen(g.cache_control));
+        ob_put(o, g_settings.cache_control, strlen(g_settings.cache_control));
         ob_lit(o, "\r\n");
-        pthread_mutex_unlock(&g.lock);
+        pthread_mutex_unlock(&g_settings.lock);
     }
     if (mode == RB_LENGTH) {
         ob_lit(o, "Content-Length: ");
@@ -371,8 +325,8 @@ static void resp_head(struct conn *c, struct ob *o, int status, bool json, int m
     if (extra != NULL)
         ob_put(o, extra, strlen(extra));
     ob_lit(o, "\r\n");
-    if (g.verbose)
-        fprintf(stderr, "weir-origin %s: %.*s %.*s -> %d\n", g.name, (int)r->method_len,
+    if (g_settings.verbose)
+        fprintf(stderr, "weir-origin %s: %.*s %.*s -> %d\n", g_settings.name, (int)r->method_len,
                 r->method ? r->method : "-", (int)r->target_len, r->target ? r->target : "-", status);
 }
 
@@ -397,7 +351,7 @@ static void resp_simple(struct conn *c, int status, bool json, const char *body,
 }
 
 /* Answer an error and close the connection. */
-static void conn_error(struct conn *c, int status, const char *extra)
+void conn_error(struct conn *c, int status, const char *extra)
 {
     char body[64];
     int n = snprintf(body, sizeof(body), "%d %s\n", status, reason(status));
@@ -409,7 +363,7 @@ static void conn_error(struct conn *c, int status, const char *extra)
 
 static bool resp_chunked(const struct conn *c)
 {
-    int ch = c->req.chunked >= 0 ? c->req.chunked : LOAD(g.chunked);
+    int ch = c->req.chunked >= 0 ? c->req.chunked : LOAD(g_settings.chunked);
     return ch && c->req.minor == 1; /* HTTP/1.0 gets Content-Length */
 }
 
@@ -452,7 +406,7 @@ static void body_finish(struct conn *c)
 }
 
 /* ST_SEND: generate while the output is below the high mark. */
-static void send_fill(struct conn *c)
+void send_fill(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
 
@@ -476,13 +430,13 @@ static void respond_default(struct conn *c)
     struct req *r = &c->req;
     struct ob o = {.out = bufferevent_get_output(c->bev)};
     int status = r->status > 0 ? r->status : 200;
-    int fp = r->fail_pct >= 0 ? r->fail_pct : LOAD(g.fail_pct);
-    long long size = r->size >= 0 ? r->size : LOAD(g.body_size);
-    size_t n = g.name_len + (r->is_head ? 3 : r->method_len) + r->path_len + 3; /* HEAD: as GET */
+    int fp = r->fail_pct >= 0 ? r->fail_pct : LOAD(g_settings.fail_pct);
+    long long size = r->size >= 0 ? r->size : LOAD(g_settings.body_size);
+    size_t n = g_settings.name_len + (r->is_head ? 3 : r->method_len) + r->path_len + 3; /* HEAD: as GET */
     char hx[20];
 
     if (fp > 0 && (int)(worker_rand(c->w) % 100) < fp)
-        status = LOAD(g.fail_status);
+        status = LOAD(g_settings.fail_status);
     if (no_body_status(status)) {
         resp_simple(c, status, false, NULL, 0, true, NULL);
         return;
@@ -508,7 +462,7 @@ static void respond_default(struct conn *c)
         ob_put(&o, hx, hl);
         ob_lit(&o, "\r\n");
     }
-    ob_put(&o, g.name, g.name_len);
+    ob_put(&o, g_settings.name, g_settings.name_len);
     ob_lit(&o, " ");
     ob_put(&o, r->method, r->method_len);
     ob_lit(&o, " ");
@@ -534,7 +488,7 @@ static void respond_echo(struct conn *c)
         return;
     }
     evbuffer_add(b, "{\"name\":", 8);
-    json_str(b, g.name, g.name_len);
+    json_str(b, g_settings.name, g_settings.name_len);
     evbuffer_add(b, ",\"method\":", 10);
     json_str(b, r->method, r->method_len);
     evbuffer_add(b, ",\"target\":", 10);
@@ -567,14 +521,14 @@ static void respond_health(struct conn *c)
     char body[ORIGIN_HBODY_MAX + 1];
     size_t n;
 
-    pthread_mutex_lock(&g.lock);
-    n = strlen(g.health_body);
-    memcpy(body, g.health_body, n);
-    pthread_mutex_unlock(&g.lock);
-    resp_simple(c, LOAD(g.health_status), false, body, n, false, NULL);
+    pthread_mutex_lock(&g_settings.lock);
+    n = strlen(g_settings.health_body);
+    memcpy(body, g_settings.health_body, n);
+    pthread_mutex_unlock(&g_settings.lock);
+    resp_simple(c, LOAD(g_settings.health_status), false, body, n, false, NULL);
 }
 
-static void respond_route(struct conn *c)
+void respond_route(struct conn *c)
 {
     if (c->req.route == R_ECHO)
         respond_echo(c);
@@ -589,8 +543,8 @@ static void slow_start(struct conn *c)
 {
     struct req *r = &c->req;
     struct ob o = {.out = bufferevent_get_output(c->bev)};
-    long long gsz = LOAD(g.body_size);
-    int gms = LOAD(g.delay_ms);
+    long long gsz = LOAD(g_settings.body_size);
+    int gms = LOAD(g_settings.delay_ms);
     uint64_t size = r->size >= 0 ? (uint64_t)r->size : gsz >= 0 ? (uint64_t)gsz : 100;
     unsigned ms = (unsigned)(r->delay_ms >= 0 ? r->delay_ms : gms > 0 ? gms : 1000);
     int status = r->status > 0 ? r->status : 200;
@@ -617,7 +571,7 @@ static void slow_start(struct conn *c)
     timer_arm(c, c->slow_interval_ms);
 }
 
-static void slow_tick(struct conn *c)
+void slow_tick(struct conn *c)
 {
     uint64_t due, sent;
 
@@ -660,7 +614,7 @@ static void respond_ctl(struct conn *c)
         /* fall through */
     case R_CTL_STATS:
         evbuffer_add(b, "{\"name\":", 8);
-        json_str(b, g.name, g.name_len);
+        json_str(b, g_settings.name, g_settings.name_len);
         evbuffer_add_printf(b,
                             ",\"connections_accepted\":%lld,\"connections_open\":%lld,\"requests\":%lld,"
                             "\"health_checks\":%lld}\n",
@@ -685,13 +639,15 @@ static void respond_ctl(struct conn *c)
                             "{\"health_status\":%d,\"health_hang\":%d,\"delay_ms\":%d,\"jitter_ms\":%d,"
                             "\"fail_pct\":%d,\"fail_status\":%d,\"body_size\":%lld,\"chunked\":%d,"
                             "\"health_body\":",
-                            LOAD(g.health_status), LOAD(g.health_hang), LOAD(g.delay_ms), LOAD(g.jitter_ms),
-                            LOAD(g.fail_pct), LOAD(g.fail_status), LOAD(g.body_size), LOAD(g.chunked));
-        pthread_mutex_lock(&g.lock);
-        json_str(b, g.health_body, strlen(g.health_body));
+                            LOAD(g_settings.health_status), LOAD(g_settings.health_hang),
+                            LOAD(g_settings.delay_ms), LOAD(g_settings.jitter_ms), LOAD(g_settings.fail_pct),
+                            LOAD(g_settings.fail_status), LOAD(g_settings.body_size),
+                            LOAD(g_settings.chunked));
+        pthread_mutex_lock(&g_settings.lock);
+        json_str(b, g_settings.health_body, strlen(g_settings.health_body));
         evbuffer_add(b, ",\"cache_control\":", 17);
-        json_str(b, g.cache_control, strlen(g.cache_control));
-        pthread_mutex_unlock(&g.lock);
+        json_str(b, g_settings.cache_control, strlen(g_settings.cache_control));
+        pthread_mutex_unlock(&g_settings.lock);
         evbuffer_add(b, "}\n", 2);
         break;
     case R_CTL_LAST:
@@ -743,9 +699,9 @@ static void ws_handshake(struct conn *c)
     evbuffer_add_printf(bufferevent_get_output(c->bev),
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                         "Sec-WebSocket-Accept: %s\r\nX-Origin: %s\r\nDate: %.*s\r\n\r\n",
-                        acc, g.name, (int)c->w->date_len, c->w->date);
-    if (g.verbose)
-        fprintf(stderr, "weir-origin %s: GET %.*s -> 101\n", g.name, (int)r->target_len, r->target);
+                        acc, g_settings.name, (int)c->w->date_len, c->w->date);
+    if (g_settings.verbose)
+        fprintf(stderr, "weir-origin %s: GET %.*s -> 101\n", g_settings.name, (int)r->target_len, r->target);
     c->state = ST_WS;
 }
 
@@ -794,7 +750,7 @@ void req_head_done(struct conn *c)
 }
 
 /* The body is read: answer now, after a delay, or never (health_hang). */
-static void conn_dispatch(struct conn *c)
+void conn_dispatch(struct conn *c)
 {
     struct req *r = &c->req;
     int delay, jitter;
@@ -802,11 +758,11 @@ static void conn_dispatch(struct conn *c)
     switch (r->route) {
     case R_DEFAULT:
     case R_ECHO:
-        delay = r->delay_ms >= 0 ? r->delay_ms : LOAD(g.delay_ms);
-        jitter = r->jitter_ms >= 0 ? r->jitter_ms : LOAD(g.jitter_ms);
+        delay = r->delay_ms >= 0 ? r->delay_ms : LOAD(g_settings.delay_ms);
+        jitter = r->jitter_ms >= 0 ? r->jitter_ms : LOAD(g_settings.jitter_ms);
         break;
     case R_HEALTH: /* only the query's delay applies */
-        if (LOAD(g.health_hang)) {
+        if (LOAD(g_settings.health_hang)) {
             c->state = ST_HANG;
             return;
         }
@@ -828,431 +784,4 @@ static void conn_dispatch(struct conn *c)
         return;
     }
     respond_route(c);
-}
-
-/* ---------------------------------------------------------- connections */
-
-/* Our last response is written: half-close and wait (bounded) for the peer's
- * FIN, so that unread input does not turn close() into a RST that destroys
- * the response in flight. */
-static void conn_linger(struct conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-
-    if (c->eof) {
-        c->dead = true;
-        return;
-    }
-    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-    c->state = ST_LINGER;
-    bufferevent_set_timeouts(c->bev, c->w->linger_tv, NULL);
-    bufferevent_enable(c->bev, EV_READ);
-    evbuffer_drain(in, evbuffer_get_length(in));
-}
-
-static void conn_process(struct conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    int rc;
-
-    while (!c->dead) {
-        switch (c->state) {
-        case ST_HEAD:
-            if (evbuffer_get_length(out) >= ORIGIN_OUT_HIGH) /* a pipelining peer that does not read */
-                return;
-            rc = conn_read_head(c);
-            if (rc == ORIGIN_AGAIN && !c->eof)
-                return;
-            if (rc == ORIGIN_AGAIN) { /* EOF between requests */
-                c->req.keepalive = false;
-                c->state = ST_CLOSING;
-            } else if (rc > 0) {
-                conn_error(c, rc, NULL);
-            }
-            break;
-        case ST_BODY:
-            rc = conn_read_body(c);
-            if (rc == ORIGIN_AGAIN && !c->eof)
-                return;
-            if (rc == ORIGIN_AGAIN)
-                c->dead = true; /* truncated body: nobody to answer */
-            else if (rc > 0)
-                conn_error(c, rc, NULL);
-            else
-                conn_dispatch(c);
-            break;
-        case ST_SEND:
-            send_fill(c);
-            if (c->state == ST_SEND)
-                return;
-            break;
-        case ST_WS:
-            if (origin_ws_echo(c->ws, in, out, ORIGIN_OUT_HIGH) != ORIGIN_WS_CLOSE && !c->eof)
-                return;
-            c->req.keepalive = false;
-            c->state = ST_CLOSING;
-            break;
-        case ST_HANG:
-            c->dead = c->eof;
-            return;
-        case ST_DELAY:
-        case ST_SLOW:
-            return;
-        case ST_CLOSING:
-            if (evbuffer_get_length(out) == 0)
-                conn_linger(c);
-            return;
-        case ST_LINGER:
-            evbuffer_drain(in, evbuffer_get_length(in));
-            c->dead = c->eof;
-            return;
-        }
-    }
-}
-
-static void conn_free(struct conn *c)
-{
-    struct worker *w = c->w;
-
-    event_del(&c->timer);
-    bufferevent_free(c->bev);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    origin_ws_free(c->ws);
-    free(c->head);
-    free(c);
-    DEC(g_stats.open);
-}
-
-/* Every callback ends here; c may be gone afterwards. */
-static void conn_run(struct conn *c)
-{
-    conn_process(c);
-    if (c->dead)
-        conn_free(c);
-}
-
-static void conn_read_cb(struct bufferevent *bev, void *arg)
-{
-    conn_run(arg);
-}
-
-static void conn_write_cb(struct bufferevent *bev, void *arg)
-{
-    conn_run(arg);
-}
-
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct conn *c = arg;
-
-    if (what & BEV_EVENT_EOF) {
-        c->eof = true;
-    } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_WRITING)) { /* error, or the peer stopped reading */
-        c->dead = true;
-    } else if (c->state == ST_LINGER || ((c->state == ST_HEAD || c->state == ST_BODY) &&
-                                         evbuffer_get_length(bufferevent_get_output(bev)) == 0)) {
-        c->dead = true; /* read timeout while idle */
-    } else {
-        bufferevent_enable(bev, EV_READ); /* read timeout while busy answering: keep going */
-    }
-    conn_run(c);
-}
-
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-
-    if (c->state == ST_DELAY)
-        respond_route(c);
-    else if (c->state == ST_SLOW)
-        slow_tick(c);
-    conn_run(c);
-}
-
-static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                      void *arg)
-{
-    struct worker *w = arg;
-    struct conn *c;
-    int one = 1;
-
-    INC(g_stats.accepted);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c = calloc(1, sizeof(*c));
-    if (c == NULL || (c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-        evutil_closesocket(fd);
-        free(c);
-        return;
-    }
-    INC(g_stats.open);
-    c->w = w;
-    c->state = ST_HEAD;
-    req_reset(&c->req);
-    evtimer_assign(&c->timer, w->base, conn_timer_cb, c);
-    c->next = w->conns;
-    if (w->conns != NULL)
-        w->conns->prev = c;
-    w->conns = c;
-    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, ORIGIN_IN_HIGH);
-    bufferevent_setwatermark(c->bev, EV_WRITE, ORIGIN_OUT_LOW, 0);
-    bufferevent_set_timeouts(c->bev, w->idle_tv, w->idle_tv);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-}
-
-/* --tcp: a plain TCP server that says "hello\n" and closes. */
-static void tcp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                          void *arg)
-{
-    INC(g_stats.accepted);
-    if (send(fd, "hello\n", 6, MSG_NOSIGNAL) < 0 && g.verbose)
-        fprintf(stderr, "weir-origin %s: send: %s\n", g.name, strerror(errno));
-    evutil_closesocket(fd);
-}
-
-/* ---------------------------------------------------------------- main */
-
-static struct worker *g_workers;
-
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
-{
-    for (int i = 0; i < g.threads; i++)
-        event_base_loopbreak(g_workers[i].base);
-}
-
-static void *worker_main(void *arg)
-{
-    struct worker *w = arg;
-
-    event_base_dispatch(w->base);
-    return NULL;
-}
-
-static int listen_socket(const struct sockaddr *sa, socklen_t salen, bool reuseport)
-{
-    int one = 1, e;
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
-        (!reuseport || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0) &&
-        bind(fd, sa, salen) == 0 && listen(fd, 4096) == 0)
-        return fd;
-    e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: weir-origin [--listen IP:PORT] [--name NAME] [--delay-ms N] [--jitter-ms N]\n"
-               "         [--fail-pct P] [--fail-status CODE] [--body-size N] [--chunked]\n"
-               "         [--cache-control VALUE] [--health-status CODE] [--health-body TEXT]\n"
-               "         [--threads N] [--tcp] [--verbose]\n");
-}
-
-static void parse_args(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *eq = strchr(a, '='), *v;
-        size_t ol = eq ? (size_t)(eq - a) : strlen(a);
-        char *end;
-
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            exit(0);
-        }
-        if (strcmp(a, "--chunked") == 0 || strcmp(a, "--verbose") == 0 || strcmp(a, "--tcp") == 0) {
-            if (a[2] == 'c')
-                STORE(g.chunked, 1);
-            g.verbose |= a[2] == 'v';
-            g.tcp |= a[2] == 't';
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0 || (eq == NULL && i + 1 >= argc)) {
-            usage(stderr);
-            exit(2);
-        }
-        v = eq ? eq + 1 : argv[++i];
-        if (key_is(a, ol, "--listen")) {
-            g.listen = v;
-        } else if (key_is(a, ol, "--name")) {
-            g.name_len = strlen(v);
-            if (g.name_len > ORIGIN_NAME_MAX || strpbrk(v, "\r\n") != NULL) {
-                fprintf(stderr, "weir-origin: --name: at most %d bytes, one line\n", ORIGIN_NAME_MAX);
-                exit(2);
-            }
-            memcpy(g.name, v, g.name_len + 1);
-        } else if (key_is(a, ol, "--threads")) {
-            long t = strtol(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || t < 1 || t > ORIGIN_THREADS_MAX) {
-                fprintf(stderr, "weir-origin: --threads: 1..%d\n", ORIGIN_THREADS_MAX);
-                exit(2);
-            }
-            g.threads = (int)t;
-        } else if (setting_set(a + 2, ol - 2, v, strlen(v), false, false) == 0) {
-            setting_set(a + 2, ol - 2, v, strlen(v), false, true);
-        } else {
-            fprintf(stderr, "weir-origin: unknown option or bad value: %.*s %s\n", (int)ol, a, v);
-            usage(stderr);
-            exit(2);
-        }
-    }
-    if (g.listen == NULL)
-        g.listen = "127.0.0.1:9001";
-}
-
-/* "IP:PORT", "[IPv6]:PORT", ":PORT" (all addresses) or "localhost:PORT";
- * port 0 lets the kernel choose. Returns 0 or -1. */
-static int resolve(const char *spec, struct sockaddr_storage *ss, int *sl)
-{
-    char buf[300];
-    size_t n;
-    bool port0;
-
-    if (strchr(spec, ':') == NULL)
-        return -1;
-    if (spec[0] == ':')
-        snprintf(buf, sizeof(buf), "0.0.0.0%s", spec);
-    else if (strncmp(spec, "localhost:", 10) == 0)
-        snprintf(buf, sizeof(buf), "127.0.0.1%s", spec + 9);
-    else
-        snprintf(buf, sizeof(buf), "%s", spec);
-    n = strlen(buf);
-    port0 = n >= 2 && strcmp(buf + n - 2, ":0") == 0;
-    if (port0) /* libevent refuses port 0 */
-        buf[n - 1] = '1';
-    *sl = (int)sizeof(*ss);
-    if (evutil_parse_sockaddr_port(buf, (struct sockaddr *)ss, sl) < 0)
-        return -1;
-    if (port0 && ss->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)ss)->sin6_port = 0;
-    else if (port0)
-        ((struct sockaddr_in *)ss)->sin_port = 0;
-    return 0;
-}
-
-static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t n)
-{
-    char h[INET6_ADDRSTRLEN] = "?";
-    const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-
-    if (ss->ss_family == AF_INET6) {
-        inet_ntop(AF_INET6, &s6->sin6_addr, h, sizeof(h));
-        snprintf(buf, n, "[%s]:%u", h, ntohs(s6->sin6_port));
-    } else {
-        inet_ntop(AF_INET, &s4->sin_addr, h, sizeof(h));
-        snprintf(buf, n, "%s:%u", h, ntohs(s4->sin_port));
-    }
-}
-
-int main(int argc, char **argv)
-{
-    struct sockaddr_storage ss;
-    int sl;
-    socklen_t bl;
-    struct timeval idle = {ORIGIN_IDLE_SEC, 0}, linger = {ORIGIN_LINGER_SEC, 0};
-    struct event *sigs[2] = {NULL, NULL};
-    char addr[300];
-    int rc = 1, started = 1;
-
-    parse_args(argc, argv);
-    signal(SIGPIPE, SIG_IGN);
-    for (int i = 0; i < 256; i++)
-        g_tchar[i] =
-            (unsigned char)((i >= '0' && i <= '9') || (i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z') ||
-                            (i != 0 && strchr("!#$%&'*+-.^_`|~", i) != NULL));
-    for (size_t i = 0; i < sizeof(g_pattern); i++)
-        g_pattern[i] = PATTERN64[i % ORIGIN_PATTERN_LEN];
-    if (resolve(g.listen, &ss, &sl) < 0) {
-        fprintf(stderr, "weir-origin: bad --listen '%s' (want IP:PORT)\n", g.listen);
-        return 2;
-    }
-    if (g.threads > 1 && evthread_use_pthreads() < 0)
-        return 1;
-    g_workers = calloc((size_t)g.threads, sizeof(*g_workers));
-    if (g_workers == NULL)
-        return 1;
-    for (int i = 0; i < g.threads; i++) {
-        struct worker *w = &g_workers[i];
-        int fd;
-
-        w->rng = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^
-                 (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL;
-        w->rng |= 1;
-        w->base = event_base_new();
-        if (w->base == NULL)
-            goto out;
-        w->idle_tv = event_base_init_common_timeout(w->base, &idle);
-        w->linger_tv = event_base_init_common_timeout(w->base, &linger);
-        fd = listen_socket((struct sockaddr *)&ss, (socklen_t)sl, g.threads > 1);
-        if (fd < 0) {
-            fprintf(stderr, "weir-origin: listen on %s: %s\n", g.listen, strerror(errno));
-            goto out;
-        }
-        bl = sizeof(ss);
-        if (i == 0) /* port 0: the other workers join the port the kernel chose */
-            getsockname(fd, (struct sockaddr *)&ss, &bl);
-        w->listener =
-            evconnlistener_new(w->base, g.tcp ? tcp_accept_cb : accept_cb, w, LEV_OPT_CLOSE_ON_FREE, 0, fd);
-        if (w->listener == NULL) {
-            close(fd);
-            goto out;
-        }
-    }
-    format_addr(&ss, addr, sizeof(addr));
-    if (g.name_len == 0) { /* the listen address, or the actual one for port 0 */
-        const char *nm =
-            strlen(g.listen) >= 2 && strcmp(g.listen + strlen(g.listen) - 2, ":0") == 0 ? addr : g.listen;
-        g.name_len = strlen(nm) < ORIGIN_NAME_MAX ? strlen(nm) : ORIGIN_NAME_MAX;
-        memcpy(g.name, nm, g.name_len);
-    }
-    sigs[0] = evsignal_new(g_workers[0].base, SIGTERM, signal_cb, NULL);
-    sigs[1] = evsignal_new(g_workers[0].base, SIGINT, signal_cb, NULL);
-    if (sigs[0] == NULL || sigs[1] == NULL || evsignal_add(sigs[0], NULL) < 0 ||
-        evsignal_add(sigs[1], NULL) < 0)
-        goto out;
-    printf("weir-origin %s listening on %s\n", g.name, addr);
-    fflush(stdout);
-    for (; started < g.threads; started++) {
-        if (pthread_create(&g_workers[started].thread, NULL, worker_main, &g_workers[started]) != 0) {
-            fprintf(stderr, "weir-origin: pthread_create failed\n");
-            signal_cb(0, 0, NULL);
-            break;
-        }
-    }
-    if (started == g.threads) {
-        event_base_dispatch(g_workers[0].base);
-        rc = 0;
-    }
-    for (int i = 1; i < started; i++)
-        pthread_join(g_workers[i].thread, NULL);
-out:
-    for (int i = 0; i < 2; i++) {
-        if (sigs[i] != NULL)
-            event_free(sigs[i]);
-    }
-    for (int i = 0; i < g.threads; i++) {
-        struct worker *w = &g_workers[i];
-        while (w->conns != NULL)
-            conn_free(w->conns);
-        if (w->listener != NULL)
-            evconnlistener_free(w->listener);
-        if (w->base != NULL)
-            event_base_free(w->base);
-    }
-    free(g_workers);
-    free(g_last.buf);
-    free(g_last_health.buf);
-    libevent_global_shutdown();
-    return rc;
 }

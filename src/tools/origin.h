@@ -1,14 +1,18 @@
 /*
- * origin.h - what origin.c (settings, connections, responses, main) and
- * origin_http.c (request heads and bodies) share, and the interface of
- * origin_ws.c (WebSocket echo). Internal to weir-origin.
+ * origin.h - what origin.c (settings, counters, responses), origin_main.c
+ * (connections, threads, options, main) and origin_http.c (request heads
+ * and bodies) share, and the interface of origin_ws.c (WebSocket echo).
+ * Internal to weir-origin.
  */
 #ifndef WEIR_ORIGIN_H
 #define WEIR_ORIGIN_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event_struct.h>
@@ -57,7 +61,54 @@ int origin_ws_echo(struct origin_ws *ws, struct evbuffer *in, struct evbuffer *o
 #define ORIGIN_WS_AGAIN 0 /* needs more input, or out reached out_high */
 #define ORIGIN_WS_CLOSE 1 /* a close frame was queued: close once out is written */
 
-struct worker; /* origin.c */
+/* Process-wide settings. The numbers may change at run time (/_ctl/set) on
+ * any worker, hence atomics; the strings are guarded by lock. */
+struct origin_settings {
+    char name[ORIGIN_NAME_MAX + 1];
+    size_t name_len;
+    const char *listen;
+    int threads;
+    bool verbose;
+    bool tcp;
+    atomic_int delay_ms, jitter_ms, fail_pct, fail_status, health_status, health_hang, chunked;
+    atomic_llong body_size; /* -1: the body is "NAME METHOD PATH\n" */
+    atomic_int has_cc;      /* cache_control is not empty (read without the lock) */
+    pthread_mutex_t lock;   /* guards cache_control, health_body */
+    char cache_control[ORIGIN_CC_MAX + 1];
+    char health_body[ORIGIN_HBODY_MAX + 1];
+};
+
+struct origin_stats {
+    atomic_llong accepted, open;
+    atomic_llong requests; /* everything but /_ctl/ and /health */
+    atomic_llong health;   /* /health */
+};
+
+/* Raw head of the last request of a kind (/_ctl/last, /_ctl/last_health). */
+struct origin_last {
+    char *buf;
+    size_t len, cap;
+};
+
+/* One thread: its event loop and listener, and what its callbacks share. */
+struct worker {
+    struct event_base *base;
+    struct evconnlistener *listener;
+    const struct timeval *idle_tv, *linger_tv; /* common timeouts */
+    struct conn *conns;                        /* every open connection, freed at exit */
+    uint64_t rng;
+    time_t date_sec;
+    char date[64];
+    size_t date_len;
+    pthread_t thread;
+};
+
+/* origin.c: settings, counters, the last request heads and the pattern the
+ * generated bodies are cut from (filled in by main). */
+extern struct origin_settings g_settings;
+extern struct origin_stats g_stats;
+extern struct origin_last g_last, g_last_health;
+extern char g_pattern[ORIGIN_SPAN + ORIGIN_PATTERN_LEN];
 
 enum conn_state {
     ST_HEAD,    /* waiting for / parsing a request head */
@@ -152,7 +203,13 @@ int req_query(struct conn *c);
 int conn_read_head(struct conn *c);
 int conn_read_body(struct conn *c);
 
-/* origin.c */
+/* origin.c: responses. */
+int setting_set(const char *k, size_t kl, const char *v, size_t vl, bool decode, bool apply);
 void req_head_done(struct conn *c);
+void conn_dispatch(struct conn *c);
+void conn_error(struct conn *c, int status, const char *extra);
+void respond_route(struct conn *c);
+void send_fill(struct conn *c);
+void slow_tick(struct conn *c);
 
 #endif
