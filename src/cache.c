@@ -223,7 +223,23 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
     if (ri->route == NULL || !ri->route->cache || wid < 0 || wid >= WEIR_MAX_WORKERS ||
         (cw = cache_g.workers[wid]) == NULL)
         return WEIR_HOOK_CONTINUE;
-    url = weir_cache_url("http", ri->host, ri->host_len, ri->target, ri->target_len);
+    /* The key names the authority the backend is sent (the Host field, or
+     * an absolute-form target's authority, which replaces it), port
+     * included: ri->host is the routing form, without the port, and keying
+     * on it let "Host: a:8081" store the backend's answer to a:8081 (links,
+     * redirects naming that port) under the key of plain "a" (RFC 9111
+     * §4.1: the key is the target URI; RFC 9110 §4.2.3: only the default
+     * port is equivalent to no port). */
+    const char *kh = ri->host;
+    size_t khl = ri->host_len;
+    if (ri->msg != NULL && ri->msg->authority != NULL) {
+        kh = ri->msg->authority;
+        khl = ri->msg->authority_len;
+    } else if (ri->msg != NULL && ri->msg->host_idx >= 0) {
+        kh = ri->msg->headers[ri->msg->host_idx].value;
+        khl = ri->msg->headers[ri->msg->host_idx].value_len;
+    }
+    url = weir_cache_url("http", kh, khl, ri->target, ri->target_len);
     if (url == NULL)
         return WEIR_HOOK_CONTINUE;
     if (!weir_http_method_safe(ri->method_id))
