@@ -44,8 +44,12 @@ static void l2_reply(void *arg, int status, const char *data, size_t len);
 static int l2_lookup(struct cx *c, const char *vary_values, size_t vlen)
 {
     char kbuf[2048];
-    size_t kl = cache_l2_key(kbuf, sizeof(kbuf), c->key, vary_values, vlen);
+    size_t kl;
 
+    /* nothing longer is ever stored (cache_l2_store): no round trip */
+    if (strlen(c->key) > 1900)
+        return WEIR_DECLINED;
+    kl = cache_l2_key(kbuf, sizeof(kbuf), c->key, vary_values, vlen);
     if (weir_cache_redis_get(c->cw->l2, kbuf, kl, l2_reply, c, &c->l2cmd) != WEIR_OK) {
         c->l2cmd = NULL;
         return WEIR_DECLINED;

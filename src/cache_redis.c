@@ -649,6 +649,8 @@ static int keyed(struct weir_cache_redis *r, int kind, const char *cmd, const ch
     size_t len[8], kl;
     int i, rc;
 
+    if (klen == 0) /* a key that did not fit its buffer (cache_l2_key) */
+        return WEIR_DECLINED;
     k = full_key(r, key, klen, buf, sizeof(buf), &kl);
     if (k == NULL)
         return WEIR_DECLINED;

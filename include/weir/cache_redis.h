@@ -89,7 +89,8 @@ typedef void (*weir_redis_int_cb)(void *arg, int status, long long value);
 /*
  * Commands. Each returns WEIR_OK when the command was sent (cb, when not
  * NULL, will be called exactly once, later, unless cancelled) or
- * WEIR_DECLINED when the breaker refuses it (cb is never called). *h (may
+ * WEIR_DECLINED when the breaker refuses it or the key is empty (klen 0:
+ * a key that did not fit its buffer; cb is never called). *h (may
  * be NULL) receives a handle valid until the callback runs or
  * weir_cache_redis_cancel() is called.
  *
