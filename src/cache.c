@@ -141,19 +141,23 @@ static void l2_reply(void *arg, int status, const char *data, size_t len)
         l2_missed(c);
         return;
     }
-    if (status != WEIR_REDIS_OK) {
+    if (status != WEIR_REDIS_OK && status != WEIR_REDIS_WRONGTYPE) {
         cache_go_upstream(c, 1);
         return;
     }
-    o = weir_cache_obj_decode(data, len, cache_g.max_object_bytes, &err);
+    err = 0;
+    o = status == WEIR_REDIS_OK ? weir_cache_obj_decode(data, len, cache_g.max_object_bytes, &err) : NULL;
     if (o == NULL || strcmp(o->key, c->key) != 0) {
-        /* not ours, truncated, another version, or another key: a miss, deleted */
+        /* not ours (a list or hash under the key, garbage), truncated,
+         * another version, or another key: a miss, deleted */
         char kbuf[2048];
         size_t kl = cache_l2_key(kbuf, sizeof(kbuf), c->key, NULL, 0);
         cache_count(&c->cw->l2_garbage);
         weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_L2_GARBAGE);
         weir_log_warn("cache: L2 value for %s refused (%s): deleted", c->key,
-                      o == NULL ? weir_cache_decode_error_name(err) : "other key");
+                      status == WEIR_REDIS_WRONGTYPE ? "not a string"
+                      : o == NULL                    ? weir_cache_decode_error_name(err)
+                                                     : "other key");
         weir_cache_redis_del(c->cw->l2, kbuf, kl, NULL, NULL, NULL);
         weir_cache_obj_release(o);
         cache_go_upstream(c, 1);

@@ -39,10 +39,12 @@
 
 /* Reply status given to callbacks. */
 enum weir_redis_status {
-    WEIR_REDIS_OK = 0,  /* value found / command done / lease acquired */
-    WEIR_REDIS_MISS,    /* nil: no such key / lease held by someone else */
-    WEIR_REDIS_TIMEOUT, /* no reply within timeout_ms */
-    WEIR_REDIS_ERROR,   /* connection lost, error reply, or unexpected reply type */
+    WEIR_REDIS_OK = 0,    /* value found / command done / lease acquired */
+    WEIR_REDIS_MISS,      /* nil: no such key / lease held by someone else */
+    WEIR_REDIS_TIMEOUT,   /* no reply within timeout_ms */
+    WEIR_REDIS_ERROR,     /* connection lost, error reply, or unexpected reply type */
+    WEIR_REDIS_WRONGTYPE, /* get: the key holds a list, hash...: not a failure of Redis,
+                           * a value that is not ours (counted neither ok nor error) */
 };
 
 enum weir_redis_state {
