@@ -45,8 +45,12 @@ static void l2_reply(void *arg, int status, const char *data, size_t len);
 static int l2_lookup(struct cx *c, const char *vary_values, size_t vlen)
 {
     char kbuf[2048];
-    size_t kl = cache_l2_key(kbuf, sizeof(kbuf), c->key, vary_values, vlen);
+    size_t kl;
 
+    /* nothing longer is ever stored (cache_l2_store): no round trip */
+    if (strlen(c->key) > 1900)
+        return WEIR_DECLINED;
+    kl = cache_l2_key(kbuf, sizeof(kbuf), c->key, vary_values, vlen);
     if (weir_cache_redis_get(c->cw->l2, kbuf, kl, l2_reply, c, &c->l2cmd) != WEIR_OK) {
         c->l2cmd = NULL;
         return WEIR_DECLINED;
@@ -138,19 +142,23 @@ static void l2_reply(void *arg, int status, const char *data, size_t len)
         l2_missed(c);
         return;
     }
-    if (status != WEIR_REDIS_OK) {
+    if (status != WEIR_REDIS_OK && status != WEIR_REDIS_WRONGTYPE) {
         cache_go_upstream(c, 1);
         return;
     }
-    o = weir_cache_obj_decode(data, len, cache_g.max_object_bytes, &err);
+    err = 0;
+    o = status == WEIR_REDIS_OK ? weir_cache_obj_decode(data, len, cache_g.max_object_bytes, &err) : NULL;
     if (o == NULL || strcmp(o->key, c->key) != 0) {
-        /* not ours, truncated, another version, or another key: a miss, deleted */
+        /* not ours (a list or hash under the key, garbage), truncated,
+         * another version, or another key: a miss, deleted */
         char kbuf[2048];
         size_t kl = cache_l2_key(kbuf, sizeof(kbuf), c->key, NULL, 0);
         cache_count(&c->cw->l2_garbage);
         weir_cache_stats_event(c->rs, c->cw->id, WEIR_CSE_L2_GARBAGE);
         weir_log_warn("cache: L2 value for %s refused (%s): deleted", c->key,
-                      o == NULL ? weir_cache_decode_error_name(err) : "other key");
+                      status == WEIR_REDIS_WRONGTYPE ? "not a string"
+                      : o == NULL                    ? weir_cache_decode_error_name(err)
+                                                     : "other key");
         weir_cache_redis_del(c->cw->l2, kbuf, kl, NULL, NULL, NULL);
         weir_cache_obj_release(o);
         cache_go_upstream(c, 1);
@@ -224,7 +232,23 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
     if (ri->route == NULL || !ri->route->cache || wid < 0 || wid >= WEIR_MAX_WORKERS ||
         (cw = cache_g.workers[wid]) == NULL)
         return WEIR_HOOK_CONTINUE;
-    url = weir_cache_url("http", ri->host, ri->host_len, ri->target, ri->target_len);
+    /* The key names the authority the backend is sent (the Host field, or
+     * an absolute-form target's authority, which replaces it), port
+     * included: ri->host is the routing form, without the port, and keying
+     * on it let "Host: a:8081" store the backend's answer to a:8081 (links,
+     * redirects naming that port) under the key of plain "a" (RFC 9111
+     * §4.1: the key is the target URI; RFC 9110 §4.2.3: only the default
+     * port is equivalent to no port). */
+    const char *kh = ri->host;
+    size_t khl = ri->host_len;
+    if (ri->msg != NULL && ri->msg->authority != NULL) {
+        kh = ri->msg->authority;
+        khl = ri->msg->authority_len;
+    } else if (ri->msg != NULL && ri->msg->host_idx >= 0) {
+        kh = ri->msg->headers[ri->msg->host_idx].value;
+        khl = ri->msg->headers[ri->msg->host_idx].value_len;
+    }
+    url = weir_cache_url("http", kh, khl, ri->target, ri->target_len);
     if (url == NULL)
         return WEIR_HOOK_CONTINUE;
     if (!weir_http_method_safe(ri->method_id))

@@ -120,6 +120,14 @@ static void conclude(struct weir_cache_fetch *f)
         if (f->stale != NULL &&
             weir_cache_304_selects(f->stale->headers, f->stale->nheaders, m.headers, m.nheaders))
             o = weir_cache_obj_freshen(f->stale, m.headers, m.nheaders, f->request_time, now);
+        /* the stored response updated with the 304's fields is stored
+         * only if a 200 with them would be: a Set-Cookie, private or
+         * no-store the 304 brought must not reach every later client */
+        if (o != NULL && weir_cache_storable(WEIR_HTTP_GET, f->vh, f->nvh, o->status, o->headers, o->nheaders,
+                                             &o->cc) != WEIR_STORE_OK) {
+            weir_cache_obj_release(o);
+            o = NULL;
+        }
         finish(f, o != NULL ? WEIR_FETCH_NOT_MODIFIED : WEIR_FETCH_NOT_STORABLE, o, 304);
         return;
     }

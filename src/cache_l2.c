@@ -18,17 +18,24 @@
 #include "weir/core.h"
 #include "weir/log.h"
 
+/* snprintf's length, or 0 when the key did not fit (snprintf returns the
+ * length it wanted: passing that on read past the buffer). */
+static size_t fitted(int n, size_t size)
+{
+    return n < 0 || (size_t)n >= size ? 0 : (size_t)n;
+}
+
 size_t cache_l2_key(char *out, size_t size, const char *key, const char *vary_values, size_t vlen)
 {
     if (vary_values == NULL)
-        return (size_t)snprintf(out, size, L2_OBJ "%s", key);
+        return fitted(snprintf(out, size, L2_OBJ "%s", key), size);
     /* a variant: the key plus a hash of its Vary values */
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < vlen; i++) {
         h ^= (unsigned char)vary_values[i];
         h *= 0x100000001b3ull;
     }
-    return (size_t)snprintf(out, size, L2_OBJ "%s#%016llx", key, (unsigned long long)h);
+    return fitted(snprintf(out, size, L2_OBJ "%s#%016llx", key, (unsigned long long)h), size);
 }
 
 void cache_l2_store(struct cache_worker *cw, struct weir_cache_obj *o)
@@ -55,7 +62,7 @@ void cache_l2_store(struct cache_worker *cw, struct weir_cache_obj *o)
 
 size_t cache_lease_key(char *out, size_t size, const char *key)
 {
-    return (size_t)snprintf(out, size, L2_LEASE "%s", key);
+    return fitted(snprintf(out, size, L2_LEASE "%s", key), size);
 }
 
 /* The leader's word to the waiting instances: "pass" (not storable: fetch

@@ -229,8 +229,9 @@ char *weir_cache_url(const char *scheme, const char *host, size_t host_len, cons
             (pl == 3 && memcmp(colon + 1, "443", 3) == 0 && strcmp(scheme, "https") == 0) || pl == 0)
             hl = (size_t)(colon - host);
     }
-    if (hl > 0 && host[hl - 1] == '.') /* "example.com." is "example.com" */
-        hl--;
+    /* "example.com." keeps its dot: the backend is sent that Host, and may
+     * answer it as another name (no equivalence in RFC 9110 §4.2.3), so
+     * it is another key, never a way to store under "example.com"'s. */
     /* one allocation of the exact size: every request of a cache route
      * builds its URL */
     size_t sl = strlen(scheme), n = sl + 3 + hl + (path_len == 0 ? 1 : path_len);

@@ -291,6 +291,15 @@ static void reply_cb(redisAsyncContext *ac, void *reply_, void *priv)
         return;
     }
     weir_hist_record(&r->lat, weir_now_us() - c->sent_us);
+    if (reply->type == REDIS_REPLY_ERROR && c->kind == K_VALUE && reply->len >= 9 &&
+        memcmp(reply->str, "WRONGTYPE", 9) == 0) {
+        /* someone put another type under the key: Redis answered, the
+         * connection is fine, the value is just not ours */
+        r->failures = 0;
+        finish(c, WEIR_REDIS_WRONGTYPE, NULL, 0, 0);
+        free_cmd(c);
+        return;
+    }
     if (reply->type == REDIS_REPLY_ERROR) {
         r->st.errors++;
         set_error(r, "error reply: %.*s", (int)(reply->len > 100 ? 100 : reply->len), reply->str);
@@ -704,6 +713,8 @@ static int keyed(struct weir_cache_redis *r, int kind, const char *cmd, const ch
     size_t len[8], kl;
     int i, rc;
 
+    if (klen == 0) /* a key that did not fit its buffer (cache_l2_key) */
+        return WEIR_DECLINED;
     k = full_key(r, key, klen, buf, sizeof(buf), &kl);
     if (k == NULL)
         return WEIR_DECLINED;

@@ -95,13 +95,25 @@ static int revalidated(struct weir_exchange *x, struct store *s, const struct we
     struct weir_cache_verdict v;
     struct weir_cc none;
     char cs[160];
-    int ok;
+    int ok, reason = WEIR_STORE_OK;
 
     if (weir_cache_304_selects(s->stale->headers, s->stale->nheaders, m->headers, m->nheaders))
         o = weir_cache_obj_freshen(s->stale, m->headers, m->nheaders, s->request_time, cache_now());
+    /* The updated response is this client's answer, but it is stored only
+     * if a 200 with the same fields would be (RFC 9111 §3 applies to what
+     * is stored): a 304 carrying Set-Cookie (the origin logging in the
+     * client that triggered the revalidation), private or no-store, or one
+     * sent for an Authorization request, must not become every later
+     * client's copy. The old entry stays, still stale. */
+    if (o != NULL)
+        reason = weir_cache_storable(WEIR_HTTP_GET, s->req->headers, s->req->nheaders, o->status, o->headers,
+                                     o->nheaders, &o->cc);
     if (o == NULL) { /* the 304 does not select it: still "not modified" for our validators */
         o = s->stale;
         weir_cache_obj_retain(o);
+    } else if (reason != WEIR_STORE_OK) {
+        cache_count(&s->cw->not_storable);
+        weir_cache_stats_not_storable(s->rs, s->cw->id, reason);
     } else {
         cache_count(&s->cw->revalidated);
         if (weir_cache_l1_insert(cache_g.l1, o, cache_now()) == WEIR_OK) {
@@ -115,16 +127,17 @@ static int revalidated(struct weir_exchange *x, struct store *s, const struct we
     weir_cc_init(&none);
     weir_cache_decide(&o->cc, o->lifetime, &o->times, &none, cache_now(), &v);
     snprintf(cs, sizeof(cs), "weir; fwd=%s; fwd-status=304; %sdetail=revalidated", s->fwd,
-             o != s->stale ? "stored; " : "");
+             o != s->stale && reason == WEIR_STORE_OK ? "stored; " : "");
     ok = cache_serve_cs(s->cx, o, &v, "l1", cs) == WEIR_OK;
     weir_cache_obj_release(o);
     if (!ok)
         return 0;
     reval_count(s, WEIR_CSE_REVALIDATED_304);
-    if (s->leased)
-        cache_lease_release(s->cw, s->key, 0);
+    if (s->leased) /* nothing new in L2 when not stored: the others fetch themselves */
+        cache_lease_release(s->cw, s->key, reason != WEIR_STORE_OK);
     s->leased = 0;
-    cache_flight_end(s->flight, WEIR_OK);
+    /* not stored: the waiters go to the backend with their own requests */
+    cache_flight_end(s->flight, reason == WEIR_STORE_OK ? WEIR_OK : WEIR_DECLINED);
     s->flight = NULL;
     return 1;
 }

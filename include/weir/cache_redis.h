@@ -39,10 +39,12 @@
 
 /* Reply status given to callbacks. */
 enum weir_redis_status {
-    WEIR_REDIS_OK = 0,  /* value found / command done / lease acquired */
-    WEIR_REDIS_MISS,    /* nil: no such key / lease held by someone else */
-    WEIR_REDIS_TIMEOUT, /* no reply within timeout_ms */
-    WEIR_REDIS_ERROR,   /* connection lost, error reply, or unexpected reply type */
+    WEIR_REDIS_OK = 0,    /* value found / command done / lease acquired */
+    WEIR_REDIS_MISS,      /* nil: no such key / lease held by someone else */
+    WEIR_REDIS_TIMEOUT,   /* no reply within timeout_ms */
+    WEIR_REDIS_ERROR,     /* connection lost, error reply, or unexpected reply type */
+    WEIR_REDIS_WRONGTYPE, /* get: the key holds a list, hash...: not a failure of Redis,
+                           * a value that is not ours (counted neither ok nor error) */
 };
 
 enum weir_redis_state {
@@ -94,7 +96,8 @@ typedef void (*weir_redis_int_cb)(void *arg, int status, long long value);
 /*
  * Commands. Each returns WEIR_OK when the command was sent (cb, when not
  * NULL, will be called exactly once, later, unless cancelled) or
- * WEIR_DECLINED when the breaker refuses it (cb is never called). *h (may
+ * WEIR_DECLINED when the breaker refuses it or the key is empty (klen 0:
+ * a key that did not fit its buffer; cb is never called). *h (may
  * be NULL) receives a handle valid until the callback runs or
  * weir_cache_redis_cancel() is called.
  *

@@ -244,8 +244,10 @@ char *weir_cache_vary_values(const char *names, const struct weir_http_header *r
 
 /*
  * The URL a request's responses are stored under: "SCHEME://HOST" + path,
- * with the host lower-cased and a default port removed (":80" for http,
- * ":443" for https); the path is the origin-form target, kept as sent.
+ * with the host lower-cased and a default or empty port removed (":80"
+ * for http, ":443" for https, ":"); any other port and a trailing dot are
+ * kept (the backend is sent them: another resource). The path is the
+ * origin-form target, kept as sent.
  * host may come from the Host header or an absolute-form target. Allocated
  * (caller frees); NULL on allocation failure.
  */

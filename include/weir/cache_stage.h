@@ -201,6 +201,10 @@ void cache_stream_stop(struct cx *c);
 
 /* ---- cache_l2.c ---- */
 
+/* The Redis keys (before the configured prefix) of an object, a variant
+ * (vary_values not NULL) and a lease, written to out; their length, or 0
+ * when they do not fit in size (no command is sent for a key of length 0:
+ * weir_cache_redis_* refuse it). */
 size_t cache_l2_key(char *out, size_t size, const char *key, const char *vary_values, size_t vlen);
 void cache_l2_store(struct cache_worker *cw, struct weir_cache_obj *o);
 size_t cache_lease_key(char *out, size_t size, const char *key);
