@@ -56,19 +56,27 @@ static void purge_done(void *arg, size_t l1, size_t l2, int l2_ok)
     free(p);
 }
 
-/* "http://Host:80/p" -> "http://host/p" (the form URLs are stored under). */
+/* "http://Host:80/p" -> "http://host/p", "https://Host:443/p" ->
+ * "https://host/p" (the form URLs are stored under: the scheme is the
+ * client's). */
 static char *normalise_url(const char *v, int is_prefix)
 {
-    const char *host, *slash;
+    const char *host, *slash, *scheme;
 
-    if (strncmp(v, "http://", 7) != 0)
+    if (strncmp(v, "http://", 7) == 0) {
+        scheme = "http";
+        host = v + 7;
+    } else if (strncmp(v, "https://", 8) == 0) {
+        scheme = "https";
+        host = v + 8;
+    } else {
         return NULL;
-    host = v + 7;
+    }
     slash = strchr(host, '/');
     if (slash == NULL)
-        return is_prefix ? weir_cache_url("http", host, strlen(host), "", 0)
-                         : weir_cache_url("http", host, strlen(host), "/", 1);
-    return weir_cache_url("http", host, (size_t)(slash - host), slash, strlen(slash));
+        return is_prefix ? weir_cache_url(scheme, host, strlen(host), "", 0)
+                         : weir_cache_url(scheme, host, strlen(host), "/", 1);
+    return weir_cache_url(scheme, host, (size_t)(slash - host), slash, strlen(slash));
 }
 
 void weir_admin_cache_purge(struct evhttp_request *req)
@@ -127,7 +135,8 @@ void weir_admin_cache_purge(struct evhttp_request *req)
     } else {
         norm = normalise_url(value, kind[0] == 'p');
         if (norm == NULL) {
-            weir_admin_reply_error(req, 400, "'%s' must start with \"http://\" followed by the host", kind);
+            weir_admin_reply_error(
+                req, 400, "'%s' must start with \"http://\" or \"https://\" followed by the host", kind);
             json_decref(body);
             return;
         }

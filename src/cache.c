@@ -248,7 +248,10 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
         kh = ri->msg->headers[ri->msg->host_idx].value;
         khl = ri->msg->headers[ri->msg->host_idx].value_len;
     }
-    url = weir_cache_url("http", kh, khl, ri->target, ri->target_len);
+    /* and the scheme: what a plain-HTTP client had stored (a redirect to
+     * https, absolute links) must not answer an HTTPS client (RFC 9111 4.1:
+     * the key is the target URI, scheme included) */
+    url = weir_cache_url(ri->scheme != NULL ? ri->scheme : "http", kh, khl, ri->target, ri->target_len);
     if (url == NULL)
         return WEIR_HOOK_CONTINUE;
     if (!weir_http_method_safe(ri->method_id))

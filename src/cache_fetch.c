@@ -282,7 +282,8 @@ static int fresh_skips(const struct weir_http_header *h)
                                         "if-modified-since",
                                         "if-unmodified-since",
                                         "via",
-                                        "http2-settings"};
+                                        "http2-settings",
+                                        "x-forwarded-proto"};
     for (size_t i = 0; i < WEIR_ARRAY_LEN(names); i++)
         if (weir_span_ieq(h->name, h->name_len, names[i]))
             return 1;
@@ -346,7 +347,10 @@ static struct weir_cache_fetch *fetch_begin(struct event_base *base, const struc
     struct timeval tv;
     size_t i;
 
-    if (s == NULL || key == NULL || url == NULL || strncmp(url, "http://", 7) != 0)
+    /* the URL's scheme is the client's; the fetch goes to the pool as the
+     * session does */
+    if (s == NULL || key == NULL || url == NULL ||
+        (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
         return NULL;
     f = calloc(1, sizeof(*f));
     if (f == NULL)
@@ -371,7 +375,7 @@ static struct weir_cache_fetch *fetch_begin(struct event_base *base, const struc
         goto fail;
     bufferevent_setcb(f->bev, read_cb, NULL, event_cb, f);
     out = bufferevent_get_output(f->bev);
-    host = f->url + 7;
+    host = f->url + (f->url[4] == 's' ? 8 : 7);
     path = strchr(host, '/');
     if (path == NULL)
         goto fail;
@@ -387,7 +391,10 @@ static struct weir_cache_fetch *fetch_begin(struct event_base *base, const struc
         if (lm != NULL)
             evbuffer_add_printf(out, "If-Modified-Since: %.*s\r\n", (int)lm->value_len, lm->value);
     }
-    evbuffer_add_printf(out, "Via: 1.1 weir\r\nConnection: close\r\n\r\n");
+    /* the scheme the key names, as the session tells the backend: an HTTPS
+     * entry is refreshed with what HTTPS clients get */
+    evbuffer_add_printf(out, "X-Forwarded-Proto: %s\r\nVia: 1.1 weir\r\nConnection: close\r\n\r\n",
+                        f->url[4] == 's' ? "https" : "http");
     if (bufferevent_socket_connect(f->bev, (struct sockaddr *)&s->addr, (int)s->addrlen) != 0)
         goto fail;
     bufferevent_enable(f->bev, EV_READ | EV_WRITE);

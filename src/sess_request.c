@@ -317,6 +317,7 @@ int weir_sreq_info(struct weir_session *s, struct weir_req_info *ri)
         .pool = s->x->pool,
         .request_id = s->x->rid,
         .has_body = !s->x->req_done,
+        .scheme = strcmp(s->cc->xprt->name, "plain") == 0 ? "http" : "https",
     };
     return WEIR_OK;
 }

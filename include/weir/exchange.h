@@ -99,7 +99,8 @@ struct weir_req_info {
     const struct weir_route *route;
     const struct weir_pool *pool;
     const char *request_id;
-    int has_body; /* a request body follows (not consumed yet) */
+    int has_body;       /* a request body follows (not consumed yet) */
+    const char *scheme; /* "http" or "https": the client's connection (a cache key's scheme) */
 };
 
 struct weir_req_hook {

@@ -388,17 +388,11 @@ def test_forwarded_host_claims_are_not_a_key_backdoor(rig, u):
     assert b"evil" not in get(g.w, u, host="xfh.test").body
 
 
-@pytest.mark.xfail(strict=True, reason="the cache stage cannot see the listener's scheme: every key says http:// "
-                   "(needs a scheme in struct weir_req_info, set in sess_request.c)")
 def test_http_and_https_never_share_entries(procs, tmp_path):
     """The backend is told the scheme (X-Forwarded-Proto) and answers
     accordingly (a redirect to https, absolute links): what a plain-HTTP
     client had stored must not answer an HTTPS client of the same host and
-    path (RFC 9111 §4.1: the key is the target URI, scheme included).
-
-    Left open: the cache stage cannot see the listener's scheme (struct
-    weir_req_info has no scheme; adding one is a session change, outside
-    the cache files): every key says http://."""
+    path (RFC 9111 §4.1: the key is the target URI, scheme included)."""
     import ssl
     import subprocess
     from tlsutil import tls_conf
