@@ -309,13 +309,22 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
         /* refused by the request, or nothing to revalidate with: fetch
          * again like a miss (the store filter replaces it) */
     }
-    c->req = weir_exchange_request(x);
-    if (c->req == NULL) /* out of memory: no store, no wait */
-        return WEIR_HOOK_CONTINUE;
     if (hit.hit_for_miss && c->method == WEIR_HTTP_GET) {
         c->fwd = "miss";
         c->detail = "hit-for-miss";
+        if (hit.hfm_until - cache_now() > HFM_SECONDS / 2) {
+            /* A young mark: the response goes by without a store filter
+             * (hit-for-pass): no request copy, no storability decision, no
+             * mark renewal per request of an uncacheable URL. In the mark's
+             * second half the store filter runs again (hit-for-miss), so a
+             * URL that became cacheable is stored within HFM_SECONDS / 2. */
+            c->req = NULL; /* no stable copy taken: Cache-Status only */
+            return cache_go_upstream(c, 0);
+        }
     }
+    c->req = weir_exchange_request(x);
+    if (c->req == NULL) /* out of memory: no store, no wait */
+        return WEIR_HOOK_CONTINUE;
     if (hit.hit_for_miss || c->method != WEIR_HTTP_GET)
         return cache_go_upstream(c, 0);
 

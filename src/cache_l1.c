@@ -295,6 +295,7 @@ int weir_cache_l1_lookup(struct weir_cache_l1 *l1, const char *key, const struct
     hit->obj = NULL;
     hit->lifetime = 0;
     hit->hit_for_miss = 0;
+    hit->hfm_until = 0;
     pthread_mutex_lock(&s->mu);
     for (e = s->buckets[h & (s->nbuckets - 1)]; e != NULL; e = next) {
         next = e->hnext;
@@ -308,6 +309,7 @@ int weir_cache_l1_lookup(struct weir_cache_l1 *l1, const char *key, const struct
         }
         if (e->obj == NULL) {
             hit->hit_for_miss = 1;
+            hit->hfm_until = e->expires;
             continue;
         }
         if (hit->obj != NULL || !vary_matches(e->obj, req, nreq))

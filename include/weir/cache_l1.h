@@ -42,6 +42,7 @@ struct weir_l1_hit {
     struct weir_cache_obj *obj; /* retained for the caller: weir_cache_obj_release() it */
     int64_t lifetime;           /* freshness lifetime to judge it by (a soft purge shortens it) */
     int hit_for_miss;           /* on a miss: a hit-for-miss mark is set for the key */
+    int64_t hfm_until;          /* ... until then (seconds) */
 };
 
 /*

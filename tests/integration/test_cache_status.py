@@ -220,3 +220,22 @@ def test_errors_weir_answers_itself_say_so(procs, origin):
     r = get(w2, "/x")  # not a hit-for-miss: a failing server says nothing about the resource
     assert r.status == 503 and cs(r) == "weir; fwd=uri-miss; detail=no-server", (r.status, cs(r))
     assert r.header("Retry-After") is not None
+
+
+def test_young_hit_for_miss_mark_passes_then_stores_again(procs, origin):
+    """A hit-for-miss mark lives 10 s. In its first half the responses go
+    by without a store filter (hit-for-pass: the cost of a cache route on an
+    uncacheable URL stays near the route without cache); in its second half
+    the store filter runs again, so a URL that became cacheable is stored
+    within 5 s."""
+    origin.set("/hp", headers=[("Cache-Control", "private")], body=b"p")
+    w = procs.weir(**cache_conf(origin))
+    assert cs(get(w, "/hp")) == "weir; fwd=uri-miss; fwd-status=200"
+    origin.set("/hp", headers=[("Cache-Control", "max-age=60")], body=b"now cacheable")
+    r = get(w, "/hp")
+    assert r.body == b"now cacheable" and cs(r) == "weir; fwd=miss; fwd-status=200; detail=hit-for-miss", cs(r)
+    assert not cs(get(w, "/hp")).startswith("weir; hit")
+    time.sleep(5.3)  # the mark's second half (its times are whole seconds)
+    r = get(w, "/hp")
+    assert cs(r) == "weir; fwd=miss; fwd-status=200; stored; detail=hit-for-miss", cs(r)
+    assert cs(get(w, "/hp")).startswith("weir; hit")
