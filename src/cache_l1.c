@@ -54,7 +54,7 @@ struct dropped {
 
 static size_t usable(const void *p)
 {
-    return p != NULL ? malloc_usable_size((void *)p) : 0;
+    return weir_cache_heap_size(p);
 }
 
 /* FNV-1a with a final avalanche (murmur3 fmix64) so that keys differing

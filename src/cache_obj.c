@@ -25,9 +25,16 @@ struct weir_cache_readers {
     unsigned cut;  /* readers cut, not yet taken by the writer */
 };
 
+size_t weir_cache_heap_size(const void *p)
+{
+    /* the usable bytes plus the allocator's own header (glibc keeps one
+     * size_t before every chunk): what the heap holds for p */
+    return p != NULL ? malloc_usable_size((void *)p) + sizeof(size_t) : 0;
+}
+
 static size_t usable(const void *p)
 {
-    return p != NULL ? malloc_usable_size((void *)p) : 0;
+    return weir_cache_heap_size(p);
 }
 
 static char *dup_mem(const char *s, size_t n)
@@ -52,7 +59,6 @@ static void obj_free(struct weir_cache_obj *o)
     }
     free(o->headers);
     free(o->hblob);
-    free(o->wire);
     free(o->key);
     free(o->url);
     free(o->vary_names);
@@ -104,9 +110,7 @@ static int set_wire(struct weir_cache_obj *o)
         if (!wire_skips(&o->headers[i]))
             total += o->headers[i].name_len + o->headers[i].value_len + 4;
     }
-    o->wire = q = malloc(total ? total : 1);
-    if (q == NULL)
-        return -1;
+    q = o->wire; /* room made by set_headers, after the names and values */
     for (i = 0; i < o->nheaders; i++) {
         const struct weir_http_header *h = &o->headers[i];
         if (wire_skips(h))
@@ -127,17 +131,21 @@ static int set_wire(struct weir_cache_obj *o)
 /* Copy headers into one blob (NUL after each name and value). */
 static int set_headers(struct weir_cache_obj *o, const struct weir_http_header *h, size_t n, int filter)
 {
-    size_t i, k = 0, total = 0, pos = 0;
+    size_t i, k = 0, total = 0, wtotal = 0, pos = 0;
 
     for (i = 0; i < n; i++) {
         if (filter && !stored_field(&h[i]))
             continue;
         total += h[i].name_len + h[i].value_len + 2;
+        if (!wire_skips(&h[i]))
+            wtotal += h[i].name_len + h[i].value_len + 4;
         k++;
     }
     if (k > WEIR_OBJ_MAX_HEADERS)
         return -1;
-    o->hblob = malloc(total ? total : 1);
+    /* one allocation: the names and values, then the wire lines (set_wire) */
+    o->hblob = malloc(total + wtotal ? total + wtotal : 1);
+    o->wire = o->hblob != NULL ? o->hblob + total : NULL;
     o->headers = calloc(k ? k : 1, sizeof(*o->headers));
     if (o->hblob == NULL || o->headers == NULL)
         return -1;
@@ -199,8 +207,8 @@ static void derive(struct weir_cache_obj *o)
 
 static size_t obj_mem(const struct weir_cache_obj *o)
 {
-    return usable(o) + usable(o->headers) + usable(o->hblob) + usable(o->wire) + usable(o->key) +
-           usable(o->url) + usable(o->vary_names) + usable(o->vary_values) + usable(o->tags);
+    return usable(o) + usable(o->headers) + usable(o->hblob) + usable(o->key) + usable(o->url) +
+           usable(o->vary_names) + usable(o->vary_values) + usable(o->tags);
 }
 
 static struct weir_cache_obj *obj_alloc(size_t max_bytes)

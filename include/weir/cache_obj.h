@@ -56,7 +56,7 @@ struct weir_cache_obj {
     struct weir_http_header *headers; /* spans into hblob; flags 0 */
     size_t nheaders;
     char *hblob;
-    char *wire;        /* the headers but Age and X-Request-Id as "Name: value\r\n" lines, */
+    char *wire;        /* (in hblob) the headers but Age and X-Request-Id as "Name: value\r\n" lines, */
     size_t wire_len;   /* ready to send with a whole answer */
     int has_date;      /* the stored response has a Date (else answers add one from times.date) */
     char *key;         /* "GET http://host/path" */
@@ -89,6 +89,10 @@ struct weir_cache_obj {
  * sender frames the body itself). Returns NULL on allocation failure or
  * when there are more than WEIR_OBJ_MAX_HEADERS fields to store.
  */
+/* What the heap holds for the allocation p (0 for NULL): its usable size
+ * plus the allocator's chunk header. Every L1 byte count is a sum of these. */
+size_t weir_cache_heap_size(const void *p);
+
 struct weir_cache_obj *weir_cache_obj_new(const char *key, const char *url,
                                           const struct weir_http_header *req, size_t nreq, int status,
                                           const struct weir_http_header *resp, size_t nresp,
