@@ -287,6 +287,9 @@ static int on_request(struct weir_exchange *x, const struct weir_req_info *ri, v
     if (weir_cache_l1_lookup(cache_g.l1, c->key, c->req->headers, c->req->nheaders, cache_now(), &hit) ==
         WEIR_OK) {
         int ok = cache_usable(c, hit.obj, hit.lifetime, &v), rc;
+        if (ok && v.use == WEIR_USE_STALE_REVALIDATE && ri->pool != NULL && ri->pool->tls != NULL)
+            ok = 0; /* the background fetch speaks plain HTTP: over TLS the
+                     * session revalidates it while the client waits */
         if (ok && cache_serve(c, hit.obj, &v, "l1") == WEIR_OK) {
             if (v.use == WEIR_USE_STALE_REVALIDATE)
                 cache_start_background(c, ri->pool, hit.obj);

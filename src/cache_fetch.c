@@ -51,7 +51,10 @@ static struct weir_server *pick(const struct weir_pool *pool)
 {
     size_t n = pool->set.n, i, start;
 
-    if (n == 0)
+    /* a fetch speaks plain HTTP: a pool reached over TLS is left to the
+     * session's upstream stage (the callers fall back to it at once,
+     * instead of a doomed plain connection to a TLS port) */
+    if (n == 0 || pool->tls != NULL)
         return NULL;
     start = atomic_fetch_add_explicit(&rr, 1, memory_order_relaxed) % n;
     for (i = 0; i < n; i++) {
@@ -60,6 +63,14 @@ static struct weir_server *pick(const struct weir_pool *pool)
             return s;
     }
     return NULL;
+}
+
+int weir_cache_fetch_pool_available(const struct weir_pool *pool)
+{
+    for (size_t i = 0; i < pool->set.n; i++)
+        if (weir_server_available(pool->set.v[i]))
+            return 1;
+    return 0;
 }
 
 static void fetch_free(struct weir_cache_fetch *f)

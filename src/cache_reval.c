@@ -223,7 +223,12 @@ int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cac
     weir_cache_obj_retain(o);
     c->stale = o;
     c->sv = *v;
-    if (pool != NULL && !v->stale_if_error && conditional_upstream(c, o) == WEIR_OK) {
+    /* the cache's own fetch speaks plain HTTP: a pool reached over TLS with
+     * a server available is revalidated through the session even when
+     * stale-if-error would want the separate client (a failure then gets
+     * weir's own error); with none available the stale copy answers */
+    int via_session = pool != NULL && pool->tls != NULL && weir_cache_fetch_pool_available(pool);
+    if (pool != NULL && (!v->stale_if_error || via_session) && conditional_upstream(c, o) == WEIR_OK) {
         /* through the session's upstream stage (its retries, keep-alive
          * pool, statistics); the store filter takes the 304 */
         c->revalidating = 1;
@@ -242,7 +247,7 @@ int cache_revalidate(struct cx *c, const struct weir_pool *pool, struct weir_cac
         return WEIR_HOOK_SUSPENDED;
     }
     /* no server available in the pool: no next hop answered, no fwd-status */
-    if (v->stale_if_error &&
+    if (v->stale_if_error && !via_session &&
         cache_serve_cs(c, o, v, "l1", "weir; fwd=stale; detail=stale-if-error") == WEIR_OK) {
         cache_count(&c->cw->stale_served);
         weir_cache_stats_result(c->rs, c->cw->id, WEIR_CSR_STALE_ERROR);

@@ -63,6 +63,10 @@ struct weir_cache_fetch *weir_cache_fetch_fresh(struct event_base *base, const s
                                                 int timeout_ms, size_t max_object_bytes,
                                                 weir_cache_fetch_cb cb, void *arg);
 
+/* 1 when some server of pool is available (health, drain, slow start). A
+ * fetch speaks plain HTTP: for a pool with upstream TLS it never starts. */
+int weir_cache_fetch_pool_available(const struct weir_pool *pool);
+
 /* Stop a running fetch; its callback will not be called. */
 void weir_cache_fetch_cancel(struct weir_cache_fetch *f);
 

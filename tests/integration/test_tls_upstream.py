@@ -229,3 +229,29 @@ def test_runtime_api_shares_contexts_reload_rereads(procs, certs, origins, tmp_p
         w.stderr()[start:]
     with TlsConn(w.port, certs, "a.test") as c:
         assert c.get("/still").status == 200
+
+
+def test_cache_over_a_tls_pool_revalidates_through_the_session(procs, certs, origins):
+    """The cache's own background fetch speaks plain HTTP: for a pool
+    reached over TLS a stale entry is revalidated through the session while
+    the client waits (stale-while-revalidate and stale-if-error included),
+    never left stale for its whole window."""
+    from weirtest import route
+    o = origins(certs, "ip", "ip")
+    r = route("p")
+    r["cache"] = True
+    w = procs.weir(pools=[pool("p", [o.addr], tls=ptls(certs))], routes=[r],
+                   extra="cache = { memory_bytes = 16777216; };\n")
+    for cc in ("max-age%3D1%2C%20stale-while-revalidate%3D60", "max-age%3D1%2C%20stale-if-error%3D60"):
+        path = "/c?cc=" + cc
+        with HttpConn(w.port) as c:
+            first = c.get(path)
+            assert first.status == 200 and "stored" in (first.header("Cache-Status") or ""), first
+            assert (c.get(path).header("Cache-Status") or "").startswith("weir; hit")
+        time.sleep(tf(2.2))
+        with HttpConn(w.port) as c:
+            r2 = c.get(path)
+            cs = r2.header("Cache-Status") or ""
+            assert r2.status == 200 and r2.body == first.body, r2
+            assert cs == "weir; fwd=stale; fwd-status=304; stored; detail=revalidated", cs
+            assert (c.get(path).header("Cache-Status") or "").startswith("weir; hit")

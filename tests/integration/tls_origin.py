@@ -19,6 +19,8 @@ import signal
 import socketserver
 import ssl
 import sys
+import threading
+import urllib.parse
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -50,7 +52,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if k == "commonName":
                         cn = v
         body = ("%s %s %s\n" % (self.server.name, self.command, self.path)).encode()
+        # "?cc=VALUE": a cacheable answer (Cache-Control VALUE, ETag "e1",
+        # a 304 to If-None-Match "e1"); X-Count numbers the requests
+        with self.server.lock:
+            self.server.count += 1
+            count = self.server.count
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if "cc" in q:
+            if self.headers.get("If-None-Match") == '"e1"':
+                self.send_response(304)
+                self.send_header("Cache-Control", q["cc"][0])
+                self.send_header("ETag", '"e1"')
+                self.send_header("X-Count", str(count))
+                self.end_headers()
+                return
         self.send_response(200)
+        if "cc" in q:
+            self.send_header("Cache-Control", q["cc"][0])
+            self.send_header("ETag", '"e1"')
+        self.send_header("X-Count", str(count))
         self.send_header("X-Origin", self.server.name)
         self.send_header("X-Client-Cert", cn)
         self.send_header("X-Forwarded-Proto-Seen", self.headers.get("X-Forwarded-Proto", "-"))
@@ -88,6 +108,8 @@ def main():
         ctx.load_verify_locations(a.client_ca)
     srv = Server((host, int(port)), Handler)
     srv.name = a.name
+    srv.count = 0
+    srv.lock = threading.Lock()
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     signal.signal(signal.SIGTERM, lambda *x: sys.exit(0))
     print("listening", flush=True)
