@@ -155,8 +155,8 @@ def test_instance_cut_off_during_a_purge_drops_l1_on_reconnect(procs, origin, re
         # where the drop falls between two polls: the log line is the proof.)
         assert wait_until(lambda: re.search(r"dropped \d+ L1 object", b.stderr()), tf(15), 0.2), \
             b.stderr_tail()
-        r = get(b, "/d/2")
-        assert r.body == b"/d/2" and origin.count("/d/2") == 1, cs(r)
+        r = get(b, "/d/2")  # from L2, or the origin when L2 is slow (sanitizers): never the dropped L1
+        assert r.body == b"/d/2" and "detail=l1" not in cs(r), cs(r)
         r = get(b, "/d/1")
         assert not is_hit(r) and origin.count("/d/1") == 2, cs(r)
     finally:
